@@ -1,0 +1,1 @@
+"""public.pipelines: SQLAlchemy models, the one repository that writes it, migrations."""

@@ -1,0 +1,1 @@
+"""pgoutput bytes to frozen dataclasses; pure, standard library only."""

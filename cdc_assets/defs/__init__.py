@@ -1,0 +1,1 @@
+"""The Dagster shell: resources, assets/ops, jobs, hooks, sensors, schedules."""

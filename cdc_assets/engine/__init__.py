@@ -1,0 +1,1 @@
+"""Use cases (full load, CDC batch) as plain Python: no Dagster import."""

@@ -1,0 +1,74 @@
+"""Settings read from the environment when asked for, never at import time."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+CONTROL_DB_URL_VAR = "CDC_CONTROL_DB_URL"
+
+
+class SettingError(ValueError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def control_db_url(environ: Mapping[str, str] | None = None) -> str:
+    """SQLAlchemy URL of the control database (``CDC_CONTROL_DB_URL``)."""
+    env = os.environ if environ is None else environ
+    url = env.get(CONTROL_DB_URL_VAR, "").strip()
+    if not url:
+        raise SettingError(
+            f"{CONTROL_DB_URL_VAR} is not set: export it, e.g. "
+            "postgresql+psycopg://user@host:5432/cdc"
+        )
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Tunables; each has an environment variable so deployments change them without code."""
+
+    sensor_interval_s: int = 5
+    reconcile_interval_s: int = 30
+    full_load_workers: int = 0  # 0 = one per CPU core, at least 2
+    split_rows_threshold: int = 200_000
+    verify_checksums: bool = False
+    max_runtime_s: int = 6 * 3600
+    cdc_batch_max_changes: int = 500_000
+    lag_warn_bytes: int = 64 * 1024 * 1024
+    lag_fail_bytes: int = 1024 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read every ``CDC_*`` tunable; unknown or unset ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        return cls(
+            sensor_interval_s=_int(env, "CDC_SENSOR_INTERVAL_S", 5, 1),
+            reconcile_interval_s=_int(env, "CDC_RECONCILE_INTERVAL_S", 30, 1),
+            full_load_workers=_int(env, "CDC_FULL_LOAD_WORKERS", 0, 0),
+            split_rows_threshold=_int(env, "CDC_SPLIT_ROWS_THRESHOLD", 200_000, 1),
+            verify_checksums=env.get("CDC_VERIFY_CHECKSUMS", "").lower() in ("1", "true", "yes"),
+            max_runtime_s=_int(env, "CDC_MAX_RUNTIME_S", 6 * 3600, 0),
+            cdc_batch_max_changes=_int(env, "CDC_BATCH_MAX_CHANGES", 500_000, 1),
+            lag_warn_bytes=_int(env, "CDC_LAG_WARN_BYTES", 64 * 1024 * 1024, 0),
+            lag_fail_bytes=_int(env, "CDC_LAG_FAIL_BYTES", 1024 * 1024 * 1024, 0),
+        )
+
+    @property
+    def workers(self) -> int:
+        """Effective full-load parallelism: the setting, or one worker per core (min 2)."""
+        if self.full_load_workers > 0:
+            return self.full_load_workers
+        return max(2, os.cpu_count() or 2)

@@ -1,0 +1,1 @@
+"""Source side: snapshots, slots, publications, change stream."""

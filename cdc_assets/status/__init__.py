@@ -1,0 +1,1 @@
+"""The status state machine and the reconciler's pure logic."""

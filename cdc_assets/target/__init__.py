@@ -1,0 +1,1 @@
+"""Target side: DDL, COPY in, staging and swap, batch apply with LSN watermark."""
