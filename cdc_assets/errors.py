@@ -1,8 +1,8 @@
 """Typed errors that name the pipeline and are safe to store in ``last_error``.
 
-Every error the product raises on purpose derives from :class:`CdcError`. Its message is built from
-parts that never include a password (URLs are redacted before they get here), so ``for_row()`` can be
-written to ``public.pipelines.last_error``, Dagster metadata and logs as it is.
+Every error the product raises on purpose derives from :class:`CdcError`. Its message is built
+from parts that never include a password (URLs are redacted before they get here, and the text is
+scrubbed again), so ``for_row()`` can go to ``last_error``, Dagster metadata and logs as it is.
 """
 
 from cdc_assets.secrets import scrub

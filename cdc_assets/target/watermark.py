@@ -2,8 +2,8 @@
 
 The target, not the control DB, holds the authoritative "applied up to" position: a batch's rows and
 its watermark commit together, so after any crash the watermark says exactly what is in the target.
-``public.pipelines.cdc_lsn`` is a copy for operators. The table lives in the pipeline's target schema
-so a target role that owns only that schema can run the pipeline.
+``public.pipelines.cdc_lsn`` is a copy for operators. The table lives in the pipeline's target
+schema so a target role that owns only that schema can run the pipeline.
 """
 
 from typing import Any
@@ -33,11 +33,12 @@ def ensure_watermark_table(conn: psycopg.Connection[Any], schema: str) -> None:
 
 
 def set_watermark(conn: psycopg.Connection[Any], schema: str, pipeline: str, lsn: Lsn) -> None:
-    """Record that the target holds every change up to ``lsn``; call inside the batch transaction."""
+    """Record that the target holds every change up to ``lsn``; call inside the batch txn."""
     conn.execute(
         sql.SQL(
             "INSERT INTO {} (pipeline, lsn) VALUES (%s, %s::pg_lsn) "
-            "ON CONFLICT (pipeline) DO UPDATE SET lsn = EXCLUDED.lsn, updated_at = clock_timestamp()"
+            "ON CONFLICT (pipeline) DO UPDATE"
+            " SET lsn = EXCLUDED.lsn, updated_at = clock_timestamp()"
         ).format(_table(schema)),
         (pipeline, str(lsn)),
     )
@@ -61,6 +62,4 @@ def delete_watermark(conn: psycopg.Connection[Any], schema: str, pipeline: str) 
     """Forget a pipeline's position (reset/remove); a missing table is fine."""
     if get_watermark(conn, schema, pipeline) is None:
         return
-    conn.execute(
-        sql.SQL("DELETE FROM {} WHERE pipeline = %s").format(_table(schema)), (pipeline,)
-    )
+    conn.execute(sql.SQL("DELETE FROM {} WHERE pipeline = %s").format(_table(schema)), (pipeline,))
