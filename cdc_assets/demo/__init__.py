@@ -1,10 +1,11 @@
 """``cdc-assets demo``: a real CDC pipeline on an embedded PostgreSQL, watched in the Dagster UI.
 
 One command for a newcomer: start PostgreSQL 18 from the wheel (TCP 127.0.0.1,
-wal_level=logical, data in ``.cdc_assets/``), create a source shop database with generated data and
-a process that keeps changing it, a target database, the control schema, Dagster's storage,
+wal_level=logical, data in ``.cdc_assets/``), create a source shop database with generated data
+and a process that keeps changing it, a target database, the control schema, Dagster's storage,
 register the ``demo_shop`` pipeline, and run ``dagster dev``. The launch sensor starts the full
-load by itself; CDC follows. Ctrl-C stops everything this command started; a second run reuses the data and starts in seconds.
+load by itself; CDC follows. Ctrl-C stops everything this command started; a second run reuses
+the data and starts in seconds.
 """
 
 import argparse
