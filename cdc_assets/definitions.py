@@ -1,0 +1,48 @@
+"""The code location: ``defs = build_defs()``, loaded by ``workspace.yaml``.
+
+``build_defs`` does no I/O: the control database URL is an ``EnvVar`` resolved by Dagster when a
+resource is built, and new pipelines arrive as dynamic partitions at run time. It reads the
+``CDC_*`` intervals from the environment because Dagster fixes a sensor's interval when the
+definitions load; nothing else happens at import.
+"""
+
+import dagster as dg
+
+from cdc_assets.settings import CONTROL_DB_URL_VAR, Settings
+
+
+def build_defs(settings: Settings | None = None) -> dg.Definitions:
+    """Assemble assets, jobs, sensors, schedules and resources for the code location."""
+    from cdc_assets.defs.checks import cdc_lag_check
+    from cdc_assets.defs.full_load import target_tables
+    from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
+    from cdc_assets.defs.resources import ControlDb, PostgresConnections
+    from cdc_assets.defs.schedules import cdc_sync_schedule, full_load_refresh_schedule
+    from cdc_assets.defs.sensors import (
+        cdc_sensor,
+        launch_sensor,
+        reconcile_sensor,
+        run_status_sensors,
+    )
+
+    settings = settings or Settings.from_env()
+    control = ControlDb(url=dg.EnvVar(CONTROL_DB_URL_VAR))
+    return dg.Definitions(
+        assets=[target_tables],
+        asset_checks=[cdc_lag_check],
+        jobs=[full_load_job, cdc_sync_job],
+        sensors=[
+            *run_status_sensors(settings),
+            reconcile_sensor(settings),
+            launch_sensor(settings),
+            cdc_sensor(settings),
+        ],
+        schedules=[full_load_refresh_schedule, cdc_sync_schedule],
+        resources={
+            "control": control,
+            "connections": PostgresConnections(control=control),
+        },
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,273 @@
+"""Sensors: run-status writers, the reconciler, and the launchers of full loads and CDC batches.
+
+Run-status sensors (one per status, names fixed: a rename resets their cursors) write the row from
+the run record as ``Writer.SENSOR``. They return ``None``: returning anything ends the tick after
+one run. Their bodies never raise: a raising body loses that run for good (the cursor still
+moves); the reconciler repairs whatever they miss.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from cdc_assets.defs.reconciler import reconcile
+from cdc_assets.defs.resources import ControlDb, PostgresConnections
+from cdc_assets.defs.run_status import apply_write, error_text, run_fact, run_failure_message
+from cdc_assets.defs.tags import (
+    CDC_JOB_NAME,
+    FULL_LOAD_JOB_NAME,
+    TAG_PARTITION,
+    TAG_PIPELINE,
+    launch_tags,
+)
+from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase, Writer
+from cdc_assets.settings import Settings
+from cdc_assets.status.reconcile import RunState, write_for_run
+
+if TYPE_CHECKING:
+    from cdc_assets.control.repository import PipelineRow
+
+PIPELINES_PARTITIONS = "pipelines"
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def record_run_event(
+    instance: dg.DagsterInstance, control: ControlDb, run_id: str, log: Any
+) -> bool:
+    """Write the row from the run's *current* record (not the event's status).
+
+    A STARTED event processed after SUCCESS then writes COMPLETED again (a no-op) instead of
+    moving the row backwards; lock-conflict runs and runs of no pipeline are ignored.
+    """
+    try:
+        record = instance.get_run_record_by_id(run_id)
+        fact = run_fact(record) if record is not None else None
+        if fact is None:
+            return False
+        if fact.state is RunState.FAILURE:
+            fact = type(fact)(**{**_fields(fact), "error": run_failure_message(instance, run_id)})
+        write = write_for_run(fact)
+        if write is None:
+            return False
+        changed = apply_write(control.repository(), write, Writer.SENSOR)
+        log.info(
+            f"{fact.pipeline}: run {run_id} {fact.state.value} -> {write.status} "
+            f"(changed={changed})"
+        )
+        return changed
+    except Exception as exc:  # a raising body drops this run for good; the reconciler repairs
+        log.error(f"could not record run {run_id}: {error_text(exc)}")
+        return False
+
+
+def _fields(fact: Any) -> dict[str, Any]:
+    return {name: getattr(fact, name) for name in fact.__slots__}
+
+
+def _run_status_sensor(status: dg.DagsterRunStatus, name: str, interval: int) -> Any:
+    @dg.run_status_sensor(
+        run_status=status,
+        name=name,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Writes public.pipelines when a run reaches {status.value}.",
+    )
+    def _sensor(context: dg.RunStatusSensorContext, control: ControlDb) -> None:
+        record_run_event(context.instance, control, context.dagster_run.run_id, context.log)
+
+    return _sensor
+
+
+def run_status_sensors(settings: Settings) -> list[Any]:
+    """STARTED, SUCCESS, FAILURE and CANCELED writers over every job of this code location."""
+    interval = settings.sensor_interval_s
+    return [
+        _run_status_sensor(dg.DagsterRunStatus.STARTED, "pipeline_run_started_sensor", interval),
+        _run_status_sensor(dg.DagsterRunStatus.SUCCESS, "pipeline_run_success_sensor", interval),
+        _run_status_sensor(dg.DagsterRunStatus.FAILURE, "pipeline_run_failure_sensor", interval),
+        _run_status_sensor(dg.DagsterRunStatus.CANCELED, "pipeline_run_canceled_sensor", interval),
+    ]
+
+
+def reconcile_sensor(settings: Settings) -> Any:
+    """``reconcile_pipelines_sensor``: the periodic repair of drift between rows and runs."""
+
+    @dg.sensor(
+        name="reconcile_pipelines_sensor",
+        minimum_interval_seconds=settings.reconcile_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Compares public.pipelines with Dagster's run records and repairs drift.",
+    )
+    def reconcile_pipelines_sensor(
+        context: dg.SensorEvaluationContext, control: ControlDb
+    ) -> dg.SkipReason:
+        outcomes = reconcile(context.instance, control.repository())
+        changed = [o for o in outcomes if o.changed]
+        for o in changed:
+            context.log.info(
+                f"{o.write.pipeline}: {o.write.phase} -> {o.write.status} (run {o.write.run_id})"
+            )
+        return dg.SkipReason(f"reconciled: {len(changed)} row(s) repaired")
+
+    return reconcile_pipelines_sensor
+
+
+def active_pipelines(instance: dg.DagsterInstance, names: Sequence[str]) -> set[str]:
+    """Pipelines among ``names`` with a queued or running run (by either pipeline tag)."""
+    busy: set[str] = set()
+    if not names:
+        return busy
+    for tag in (TAG_PIPELINE, TAG_PARTITION):
+        for record in instance.get_run_records(
+            filters=dg.RunsFilter(tags={tag: list(names)}, statuses=ACTIVE_STATUSES)
+        ):
+            value = record.dagster_run.tags.get(tag)
+            if value:
+                busy.add(value)
+    return busy
+
+
+def _stamp(ts: datetime) -> str:
+    return f"{ts.timestamp():.6f}"
+
+
+def launch_full_load_requests(
+    instance: dg.DagsterInstance, rows: Sequence["PipelineRow"], settings: Settings
+) -> dg.SensorResult:
+    """Partitions for new rows, removal of removed ones, a first full load per new enabled row.
+
+    The run key includes the row's id and last change, so a ``pipeline reset`` (which moves
+    ``updated_at``) gets a new run while repeated ticks over an unchanged row launch once.
+    """
+    existing = set(instance.get_dynamic_partitions(PIPELINES_PARTITIONS))
+    names = {r.name for r in rows}
+    to_add = sorted(r.name for r in rows if r.enabled and r.name not in existing)
+    to_remove = sorted(existing - names)
+    candidates = [r for r in rows if r.enabled and r.full_load_status is FullLoadStatus.NOT_STARTED]
+    busy = active_pipelines(instance, [r.name for r in candidates])
+    requests = [
+        dg.RunRequest(
+            run_key=f"full_load:{r.name}:{r.id}:{_stamp(r.updated_at)}",
+            job_name=FULL_LOAD_JOB_NAME,
+            partition_key=r.name,
+            tags=launch_tags(r.name, Phase.FULL_LOAD, settings),
+        )
+        for r in candidates
+        if r.name not in busy
+    ]
+    partition_requests: list[Any] = []
+    if to_add:
+        partition_requests.append(dg.AddDynamicPartitionsRequest(PIPELINES_PARTITIONS, to_add))
+    if to_remove:
+        partition_requests.append(
+            dg.DeleteDynamicPartitionsRequest(PIPELINES_PARTITIONS, to_remove)
+        )
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests)
+
+
+def launch_sensor(settings: Settings) -> Any:
+    """``launch_full_loads_sensor``: new enabled rows get a partition and their first full load."""
+
+    @dg.sensor(
+        name="launch_full_loads_sensor",
+        minimum_interval_seconds=settings.sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Adds a partition per pipeline row and launches first full loads.",
+    )
+    def launch_full_loads_sensor(
+        context: dg.SensorEvaluationContext, control: ControlDb
+    ) -> dg.SensorResult:
+        return launch_full_load_requests(
+            context.instance, control.repository().list(), Settings.from_env()
+        )
+
+    return launch_full_loads_sensor
+
+
+def wants_cdc(row: "PipelineRow") -> bool:
+    """Enabled CDC pipelines whose full load completed and whose CDC is not stopped."""
+    return (
+        row.enabled
+        and row.mode is Mode.FULL_LOAD_AND_CDC
+        and row.full_load_status is FullLoadStatus.COMPLETED
+        and row.cdc_status is not CdcStatus.STOPPED
+    )
+
+
+def cdc_request(row: "PipelineRow", settings: Settings, run_key: str | None) -> dg.RunRequest:
+    """A CDC batch run for ``row``."""
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=CDC_JOB_NAME,
+        partition_key=row.name,
+        tags=launch_tags(row.name, Phase.CDC, settings),
+    )
+
+
+def launch_cdc_requests(
+    instance: dg.DagsterInstance,
+    rows: Sequence["PipelineRow"],
+    connections: PostgresConnections,
+    settings: Settings,
+    log: Any,
+) -> list[dg.RunRequest]:
+    """A batch for each CDC pipeline with pending changes (or no batch yet) and no run going.
+
+    FAILED CDC is left to the once-a-minute schedule, so a broken pipeline is retried at a calm
+    pace rather than every sensor tick.
+    """
+    from cdc_assets.engine.cdc import pending_bytes
+
+    candidates = [r for r in rows if wants_cdc(r) and r.cdc_status is not CdcStatus.FAILED]
+    busy = active_pipelines(instance, [r.name for r in candidates])
+    requests = []
+    for row in candidates:
+        if row.name in busy:
+            continue
+        if row.cdc_status is CdcStatus.NOT_STARTED:
+            key = f"cdc_first:{row.name}:{row.id}:{row.full_load_run_id}"
+            requests.append(cdc_request(row, settings, key))
+            continue
+        try:
+            resolved = connections.resolve(row.spec)
+            pending = pending_bytes(row.spec, source_url=resolved.source_url)
+        except Exception as exc:  # one unreachable source must not stop the others' batches
+            log.warning(f"{row.name}: cannot check pending changes: {error_text(exc)}")
+            continue
+        if pending > 0:
+            requests.append(cdc_request(row, settings, None))
+    return requests
+
+
+def cdc_sensor(settings: Settings) -> Any:
+    """``launch_cdc_batches_sensor``: CDC follows a completed full load, then pending changes."""
+
+    @dg.sensor(
+        name="launch_cdc_batches_sensor",
+        minimum_interval_seconds=settings.sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches cdc_sync_job for CDC pipelines with pending changes.",
+    )
+    def launch_cdc_batches_sensor(
+        context: dg.SensorEvaluationContext,
+        control: ControlDb,
+        connections: PostgresConnections,
+    ) -> dg.SensorResult:
+        requests = launch_cdc_requests(
+            context.instance,
+            control.repository().list(),
+            connections,
+            Settings.from_env(),
+            context.log,
+        )
+        return dg.SensorResult(run_requests=requests)
+
+    return launch_cdc_batches_sensor

@@ -1,0 +1,62 @@
+"""Run tags: how a run names its pipeline and phase, and the one place that sets missing ones.
+
+Every writer maps a run to its pipeline the same way, so the coordinator's tag limit, the sensors
+and the reconciler always agree on which runs belong to which row.
+"""
+
+from collections.abc import Mapping
+
+import dagster as dg
+
+from cdc_assets.domain import Phase
+from cdc_assets.settings import Settings
+
+TAG_PIPELINE = "cdc/pipeline"
+TAG_PHASE = "cdc/phase"
+TAG_LOCK_CONFLICT = "cdc/lock_conflict"
+TAG_PARTITION = "dagster/partition"
+TAG_MAX_RUNTIME = "dagster/max_runtime_seconds"
+
+FULL_LOAD_JOB_NAME = "full_load_job"
+CDC_JOB_NAME = "cdc_sync_job"
+ASSET_JOB_NAME = "__ASSET_JOB"
+
+
+def pipeline_of_tags(tags: Mapping[str, str]) -> str | None:
+    """The pipeline a run belongs to: ``cdc/pipeline``, else its partition key (UI launches)."""
+    return tags.get(TAG_PIPELINE) or tags.get(TAG_PARTITION) or None
+
+
+def phase_of(job_name: str | None, tags: Mapping[str, str] | None = None) -> Phase:
+    """The run's phase: its ``cdc/phase`` tag, else its job (only the CDC job is not a load)."""
+    tagged = (tags or {}).get(TAG_PHASE)
+    if tagged in (Phase.FULL_LOAD.value, Phase.CDC.value):
+        return Phase(tagged)
+    return Phase.CDC if job_name == CDC_JOB_NAME else Phase.FULL_LOAD
+
+
+def is_lock_conflict(tags: Mapping[str, str]) -> bool:
+    """True for a run that lost the pipeline lock: it never touched the row and must not."""
+    return tags.get(TAG_LOCK_CONFLICT) == "true"
+
+
+def launch_tags(pipeline: str, phase: Phase, settings: Settings) -> dict[str, str]:
+    """Tags for a run that a sensor, schedule or ``cdc-assets run`` launches."""
+    tags = {TAG_PIPELINE: pipeline, TAG_PHASE: phase.value}
+    if settings.max_runtime_s > 0:
+        tags[TAG_MAX_RUNTIME] = str(settings.max_runtime_s)
+    return tags
+
+
+def complete_run_tags(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline: str, settings: Settings
+) -> None:
+    """Add the tags a UI launch lacks (it carries only ``dagster/partition``), at run start.
+
+    ``max_runtime_seconds`` run monitoring and the ``cdc/pipeline`` views need them; the
+    coordinator's one-run-per-pipeline limit also keys on ``dagster/partition`` for such runs.
+    """
+    wanted = launch_tags(pipeline, phase_of(run.job_name, run.tags), settings)
+    missing = {k: v for k, v in wanted.items() if k not in run.tags}
+    if missing:
+        instance.add_run_tags(run.run_id, missing)
