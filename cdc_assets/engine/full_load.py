@@ -1,0 +1,367 @@
+"""The full load of one pipeline: one snapshot, parallel COPY into stages, one atomic swap.
+
+Order of work, and why:
+
+1. Read and check every source table and the target schema first, so a wrong table name or a
+   missing privilege fails before anything is created.
+2. Drop the pipeline's leftovers on the target (stages of a failed or killed attempt), create fresh
+   stages; for CDC pipelines recreate the publication, then drop and recreate the slot: a reload
+   restarts CDC from the new snapshot.
+3. Take the snapshot (the slot's exported one, or ``pg_export_snapshot()``), let every worker
+   import it, release it, and copy: tables and CTID ranges of big tables, largest first.
+4. Build primary keys and indexes on the stages (one sort each instead of a B-tree insert per row).
+5. Swap all stages in at once together with the watermark (``target/swap.py``), then verify row
+   counts (and, if enabled, content checksums) against what the snapshot held.
+
+A failure anywhere leaves the live tables untouched; stages are dropped on the way out and again by
+the next attempt, which also replaces any slot or publication the failed one left.
+"""
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cdc_assets.domain import Lsn, PipelineSpec, TableRef
+from cdc_assets.engine.full_load_workers import (
+    SESSION_SETTINGS,
+    ChecksumTask,
+    CopyTask,
+    TableTally,
+    WorkerPool,
+)
+from cdc_assets.errors import ConsistencyError
+from cdc_assets.pg.catalog import TableInfo, check_cdc_ready, describe_tables, server_major
+from cdc_assets.pg.connect import connect
+from cdc_assets.settings import Settings
+from cdc_assets.source.replication import (
+    drop_slot_if_exists,
+    recreate_publication,
+    slot_with_snapshot,
+)
+from cdc_assets.source.snapshot import (
+    checksum_query,
+    column_list,
+    exported_snapshot,
+    heap_blocks,
+    plan_ranges,
+)
+from cdc_assets.target.ddl import (
+    build_indexes,
+    check_target_schema,
+    create_stage,
+    drop_stages,
+    ensure_enums,
+    stage_name,
+)
+from cdc_assets.target.swap import SwapItem, swap_in
+from cdc_assets.target.watermark import ensure_watermark_table
+
+PROGRESS_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class TableProgress:
+    """A progress report for one table; ``done`` once all its rows are in its stage."""
+
+    table: TableRef
+    rows: int
+    bytes: int
+    seconds: float
+    done: bool
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second so far."""
+        return self.bytes / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TableResult:
+    """What one table's load moved; ``checksum`` only when verification was switched on."""
+
+    table: TableRef
+    rows: int
+    bytes: int
+    seconds: float
+    checksum: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FullLoadResult:
+    """The whole load; ``consistent_lsn`` is where CDC starts (None for ``full_load`` pipelines)."""
+
+    pipeline: str
+    tables: tuple[TableResult, ...]
+    rows: int
+    bytes: int
+    seconds: float
+    consistent_lsn: Lsn | None
+    snapshot: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    id: str
+    lsn: Lsn | None
+
+
+def run_full_load(
+    spec: PipelineSpec,
+    *,
+    source_url: str,
+    target_url: str,
+    settings: Settings,
+    progress: Callable[[TableProgress], None] | None = None,
+) -> FullLoadResult:
+    """Copy every table of ``spec`` from one source snapshot and swap them in atomically."""
+    started = time.monotonic()
+    name = spec.name
+    schema = spec.target_schema
+    with (
+        connect(source_url, pipeline=name, role="source", autocommit=True) as src,
+        connect(target_url, pipeline=name, role="target", autocommit=True) as tgt,
+    ):
+        tables = describe_tables(src, spec.tables, pipeline=name)
+        if spec.wants_cdc:
+            check_cdc_ready(src, tables, pipeline=name)
+        check_target_schema(tgt, schema, pipeline=name)
+        same_major = server_major(src) == server_major(tgt)
+        drop_stages(tgt, schema, name)
+        stages = [stage_name(name, i) for i in range(len(tables))]
+        try:
+            for table, stage in zip(tables, stages, strict=True):
+                ensure_enums(tgt, schema, table.enums, pipeline=name)
+                create_stage(tgt, schema, stage, table)
+            if spec.wants_cdc:
+                ensure_watermark_table(tgt, schema)
+                recreate_publication(src, name, spec.tables)
+                drop_slot_if_exists(src, name)
+            snap, tallies = _copy_all(
+                spec,
+                source_url=source_url,
+                target_url=target_url,
+                settings=settings,
+                tables=tables,
+                stages=stages,
+                same_major=same_major,
+                progress=progress,
+                src=src,
+            )
+            _build_indexes(
+                tables,
+                stages=stages,
+                target_url=target_url,
+                schema=schema,
+                pipeline=name,
+                workers=settings.workers,
+            )
+            swap_in(
+                tgt,
+                schema,
+                [SwapItem(s, t.ref.name, t) for t, s in zip(tables, stages, strict=True)],
+                pipeline=name,
+                lsn=snap.lsn,
+            )
+        except BaseException:
+            drop_stages(tgt, schema, name)
+            raise
+        results = _verify(
+            tgt,
+            schema=schema,
+            pipeline=name,
+            tables=tables,
+            tallies=tallies,
+            checksums=settings.verify_checksums,
+        )
+    return FullLoadResult(
+        pipeline=name,
+        tables=results,
+        rows=sum(r.rows for r in results),
+        bytes=sum(r.bytes for r in results),
+        seconds=time.monotonic() - started,
+        consistent_lsn=snap.lsn,
+        snapshot=snap.id,
+    )
+
+
+def cleanup_full_load(spec: PipelineSpec, *, source_url: str, target_url: str) -> list[str]:
+    """Drop the staging tables a failed or killed load left on the target (used by reset).
+
+    The slot and publication are the source side's business (``source/cleanup.py``);
+    ``source_url`` is accepted so callers treat both cleanups alike.
+    """
+    del source_url
+    with connect(target_url, pipeline=spec.name, role="target", autocommit=True) as tgt:
+        return drop_stages(tgt, spec.target_schema, spec.name)
+
+
+@contextmanager
+def _take_snapshot(spec: PipelineSpec, source_url: str) -> Iterator[_Snapshot]:
+    if spec.wants_cdc:
+        with slot_with_snapshot(source_url, spec.name) as slot:
+            yield _Snapshot(slot.snapshot, slot.consistent_lsn)
+    else:
+        with exported_snapshot(source_url, spec.name) as snapshot_id:
+            yield _Snapshot(snapshot_id, None)
+
+
+def _copy_all(
+    spec: PipelineSpec,
+    *,
+    source_url: str,
+    target_url: str,
+    settings: Settings,
+    tables: tuple[TableInfo, ...],
+    stages: list[str],
+    same_major: bool,
+    progress: Callable[[TableProgress], None] | None,
+    src: psycopg.Connection[Any],
+) -> tuple[_Snapshot, dict[int, TableTally]]:
+    holder: AbstractContextManager[_Snapshot] = _take_snapshot(spec, source_url)
+    snap = holder.__enter__()
+    try:
+        tasks: list[CopyTask | ChecksumTask] = []
+        tallies: dict[int, TableTally] = {}
+        sized: list[tuple[int, CopyTask]] = []
+        for table, stage in zip(tables, stages, strict=True):
+            blocks = heap_blocks(src, table)
+            ranges = plan_ranges(table, blocks, settings.split_rows_threshold)
+            binary = table.binary_safe(same_major)
+            per_range = math.ceil(max(blocks, 1) / len(ranges))
+            sized += [(per_range, CopyTask(table, stage, r, binary)) for r in ranges]
+            tallies[table.oid] = TableTally(chunks_left=len(ranges))
+        tasks += [t for _, t in sorted(sized, key=lambda p: -p[0])]
+        if settings.verify_checksums:
+            tasks += [ChecksumTask(t) for t in tables]
+        pool = WorkerPool(
+            pipeline=spec.name,
+            source_url=source_url,
+            target_url=target_url,
+            target_schema=spec.target_schema,
+            snapshot=snap.id,
+            tasks=tasks,
+            tallies=tallies,
+            size=settings.workers,
+        )
+        pool.start()
+        pool.wait_imported()
+    finally:
+        holder.__exit__(None, None, None)
+    by_oid = {t.oid: t for t in tables}
+    while not pool.wait(PROGRESS_INTERVAL_S):
+        if pool.error is not None:
+            break
+        _report(progress, pool, tallies, by_oid)
+    pool.join()
+    if pool.error is not None:
+        raise pool.error
+    _report(progress, pool, tallies, by_oid)
+    return snap, tallies
+
+
+def _report(
+    progress: Callable[[TableProgress], None] | None,
+    pool: WorkerPool,
+    tallies: dict[int, TableTally],
+    by_oid: dict[int, TableInfo],
+) -> None:
+    if progress is None:
+        return
+    now = time.monotonic()
+    reports = []
+    with pool.lock:
+        for oid, tally in tallies.items():
+            if tally.bytes == tally.reported_bytes:
+                continue
+            tally.reported_bytes = tally.bytes
+            end = tally.finished if tally.finished is not None else now
+            reports.append(
+                TableProgress(
+                    table=by_oid[oid].ref,
+                    rows=tally.rows,
+                    bytes=tally.bytes,
+                    seconds=end - tally.started,
+                    done=tally.finished is not None,
+                )
+            )
+    for report in reports:
+        progress(report)
+
+
+def _build_indexes(
+    tables: tuple[TableInfo, ...],
+    *,
+    stages: list[str],
+    target_url: str,
+    schema: str,
+    pipeline: str,
+    workers: int,
+) -> None:
+    """Build keys table by table, several tables at once (the server parallelises each build)."""
+    jobs = [(t, s) for t, s in zip(tables, stages, strict=True) if t.primary_key or t.indexes]
+    if not jobs:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def build(job: tuple[TableInfo, str]) -> None:
+        with connect(target_url, pipeline=pipeline, role="target", autocommit=True) as conn:
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            build_indexes(conn, schema, job[1], job[0], pipeline=pipeline)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as ex:
+        for fut in [ex.submit(build, j) for j in jobs]:
+            fut.result()
+
+
+def _verify(
+    tgt: psycopg.Connection[Any],
+    *,
+    schema: str,
+    pipeline: str,
+    tables: tuple[TableInfo, ...],
+    tallies: dict[int, TableTally],
+    checksums: bool,
+) -> tuple[TableResult, ...]:
+    """Count (and optionally hash) each live table and compare with what the snapshot held."""
+    for setting in SESSION_SETTINGS:  # the workers' session options, on this session
+        tgt.execute(sql.SQL(setting))  # type: ignore[arg-type]
+    results = []
+    for table in tables:
+        tally = tallies[table.oid]
+        live = sql.Identifier(schema, table.ref.name)
+        checksum: str | None = None
+        if checksums:
+            row = tgt.execute(checksum_query(live, column_list(table))).fetchone()
+            assert row is not None and tally.checksum is not None
+            count, digest = int(row[0]), str(row[1])
+            if (count, digest) != tally.checksum:
+                raise ConsistencyError(
+                    f"content checksum differs after the swap: source {tally.checksum[0]} rows "
+                    f"hash {tally.checksum[1]}, target {count} rows hash {digest}",
+                    pipeline=pipeline,
+                    table=table.ref.display,
+                    fix="re-run the full load; if it repeats, report the table's column types",
+                )
+            checksum = digest
+        else:
+            row = tgt.execute(sql.SQL("SELECT count(*) FROM {}").format(live)).fetchone()
+            assert row is not None
+            count = int(row[0])
+        if count != tally.rows:
+            raise ConsistencyError(
+                f"target has {count} rows after the swap, the source snapshot had {tally.rows}",
+                pipeline=pipeline,
+                table=table.ref.display,
+                fix="re-run the full load; make sure nothing else writes the target table",
+            )
+        end = tally.finished if tally.finished is not None else time.monotonic()
+        results.append(
+            TableResult(table.ref, tally.rows, tally.bytes, end - tally.started, checksum)
+        )
+    return tuple(results)

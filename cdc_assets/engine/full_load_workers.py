@@ -1,0 +1,240 @@
+"""The full load's worker threads: each imports the pipeline snapshot once, then runs copy tasks.
+
+A worker keeps one source transaction (on the shared snapshot) and one target connection for its
+whole life, so the snapshot is imported ``workers`` times, not once per range, and the coordinator
+can release the exporting session as soon as every worker has started. Threads suffice: the per-row
+Python work is one buffer append, and psycopg's libpq calls run without the GIL.
+"""
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cdc_assets.errors import CdcError, SourceError, TargetError
+from cdc_assets.pg.catalog import TableInfo
+from cdc_assets.pg.connect import connect, first_line
+from cdc_assets.secrets import scrub
+from cdc_assets.source.snapshot import (
+    BlockRange,
+    checksum_query,
+    column_list,
+    copy_out_query,
+    import_snapshot,
+)
+from cdc_assets.target.copy import pump
+
+SESSION_OPTIONS = (
+    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3"
+)
+"""Same text forms on both sides: text COPY and checksums must not depend on session settings."""
+
+SESSION_SETTINGS = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+)
+""":data:`SESSION_OPTIONS` as statements, for sessions opened by someone else."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyTask:
+    """Copy one table or one CTID range of it into the table's stage."""
+
+    table: TableInfo
+    stage: str
+    rng: BlockRange | None
+    binary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksumTask:
+    """Compute the source checksum of one table inside the snapshot."""
+
+    table: TableInfo
+
+
+@dataclass
+class TableTally:
+    """Running totals of one table, updated by workers, read by the coordinator."""
+
+    chunks_left: int
+    rows: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    checksum: tuple[int, str] | None = None
+    reported_bytes: int = -1
+
+
+class WorkerPool:
+    """Runs copy and checksum tasks on ``size`` threads that share one snapshot."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        source_url: str,
+        target_url: str,
+        target_schema: str,
+        snapshot: str,
+        tasks: list[CopyTask | ChecksumTask],
+        tallies: dict[int, TableTally],
+        size: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self.source_url = source_url
+        self.target_url = target_url
+        self.schema = target_schema
+        self.snapshot = snapshot
+        self.tallies = tallies
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.queue: queue.SimpleQueue[CopyTask | ChecksumTask | None] = queue.SimpleQueue()
+        for t in tasks:
+            self.queue.put(t)
+        self.size = max(1, min(size, len(tasks)))
+        for _ in range(self.size):
+            self.queue.put(None)
+        self.imported = 0
+        self.exited = 0
+        self.error: BaseException | None = None
+        self.threads = [
+            threading.Thread(target=self._run, name=f"cdc-full-load-{i}", daemon=True)
+            for i in range(self.size)
+        ]
+
+    def start(self) -> None:
+        """Start the threads; they connect and import the snapshot first."""
+        for t in self.threads:
+            t.start()
+
+    def wait_imported(self) -> None:
+        """Block until every worker holds the snapshot (or one failed): then it may be released."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.imported + self.exited >= self.size or self.error)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for all workers to exit; True once they all have."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.exited >= self.size, timeout=timeout)
+            return self.exited >= self.size
+
+    def join(self) -> None:
+        """Wait for every thread (after an error they stop at their next task)."""
+        for t in self.threads:
+            t.join()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self.changed:
+            if self.error is None:
+                self.error = exc
+            self.changed.notify_all()
+
+    def _run(self) -> None:
+        src: psycopg.Connection[Any] | None = None
+        tgt: psycopg.Connection[Any] | None = None
+        try:
+            src = connect(
+                self.source_url,
+                pipeline=self.pipeline,
+                role="source",
+                options=SESSION_OPTIONS,
+                client_encoding="UTF8",
+            )
+            import_snapshot(src, self.snapshot)
+            with self.changed:
+                self.imported += 1
+                self.changed.notify_all()
+            tgt = connect(
+                self.target_url,
+                pipeline=self.pipeline,
+                role="target",
+                options=SESSION_OPTIONS,
+                client_encoding="UTF8",
+            )
+            # Safe: nothing is visible until the swap, whose commit is synchronous and flushes the
+            # WAL of every stage commit before it.
+            tgt.execute("SET synchronous_commit = off")
+            tgt.commit()
+            while self.error is None:
+                task = self.queue.get()
+                if task is None:
+                    break
+                if isinstance(task, CopyTask):
+                    self._copy(src, tgt, task)
+                else:
+                    self._checksum(src, task)
+        except BaseException as exc:  # handed to the coordinator, re-raised there
+            self._fail(exc)
+        finally:
+            for conn in (src, tgt):
+                if conn is not None:
+                    conn.close()
+            with self.changed:
+                self.exited += 1
+                self.changed.notify_all()
+
+    def _progress(self, oid: int) -> Callable[[int], None]:
+        def add(nbytes: int) -> None:
+            with self.changed:
+                self.tallies[oid].bytes += nbytes
+
+        return add
+
+    def _copy(
+        self, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], task: CopyTask
+    ) -> None:
+        table = task.table
+        copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+            sql.Identifier(self.schema, task.stage),
+            column_list(table),
+            sql.SQL("BINARY" if task.binary else "TEXT"),
+        )
+        try:
+            count = pump(
+                src,
+                copy_out_query(table, task.rng, binary=task.binary),
+                tgt,
+                copy_in,
+                on_progress=self._progress(table.oid),
+            )
+            tgt.commit()
+        except psycopg.Error as exc:
+            source_side = exc.pgconn is not None and exc.pgconn is src.pgconn
+            cls: type[CdcError] = SourceError if source_side else TargetError
+            raise cls(
+                f"copy failed: {first_line(scrub(str(exc)))}",
+                pipeline=self.pipeline,
+                table=table.ref.display,
+                fix="see the error; re-run the full load once it is fixed",
+            ) from None
+        if count.rows_in != count.rows_out:
+            raise TargetError(
+                f"target accepted {count.rows_in} rows of {count.rows_out} sent",
+                pipeline=self.pipeline,
+                table=table.ref.display,
+                fix="re-run the full load",
+            )
+        with self.changed:
+            tally = self.tallies[table.oid]
+            tally.rows += count.rows_out
+            tally.chunks_left -= 1
+            if tally.chunks_left == 0:
+                tally.finished = time.monotonic()
+            self.changed.notify_all()
+
+    def _checksum(self, src: psycopg.Connection[Any], task: ChecksumTask) -> None:
+        table = task.table
+        row = src.execute(
+            checksum_query(sql.Identifier(table.ref.schema, table.ref.name), column_list(table))
+        ).fetchone()
+        assert row is not None
+        with self.changed:
+            self.tallies[table.oid].checksum = (int(row[0]), str(row[1]))

@@ -1,0 +1,187 @@
+"""Target DDL: schema checks, enum types, staging tables, and the indexes built after the data.
+
+Staging tables are named ``_cdc_stage_<pipeline>_<n>`` in the target schema so a later attempt or a
+``pipeline reset`` finds every leftover of a pipeline by name alone, with no state to consult. The
+match is exact (``<n>`` all digits): pipeline ``a`` never touches the stages of pipeline ``a_b``.
+"""
+
+import re
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cdc_assets.errors import TargetError
+from cdc_assets.pg.catalog import ColumnInfo, EnumType, TableInfo
+from cdc_assets.pg.connect import first_line
+from cdc_assets.secrets import scrub
+
+STAGE_PREFIX = "_cdc_stage_"
+MAX_IDENT_BYTES = 63
+
+
+def stage_name(pipeline: str, index: int) -> str:
+    """Staging table of the pipeline's ``index``-th table."""
+    return f"{STAGE_PREFIX}{pipeline}_{index}"
+
+
+def fit_identifier(name: str) -> str:
+    """Trim to PostgreSQL's 63-byte limit without splitting a UTF-8 character."""
+    raw = name.encode()
+    if len(raw) <= MAX_IDENT_BYTES:
+        return name
+    return raw[:MAX_IDENT_BYTES].decode(errors="ignore")
+
+
+def check_target_schema(conn: psycopg.Connection[Any], schema: str, *, pipeline: str) -> None:
+    """The schema must exist and the target user must be able to create tables in it."""
+    row = conn.execute(
+        "SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = %s",
+        (schema,),
+    ).fetchone()
+    quoted = sql.Identifier(schema).as_string(conn)
+    if row is None:
+        raise TargetError(
+            f"target schema {quoted} does not exist",
+            pipeline=pipeline,
+            fix=f"CREATE SCHEMA {quoted} on the target, or change the pipeline's target_schema",
+        )
+    if not row[0]:
+        raise TargetError(
+            f"the target user {conn.info.user!r} may not create tables in schema {quoted}",
+            pipeline=pipeline,
+            fix=f"GRANT CREATE, USAGE ON SCHEMA {quoted} TO the target user",
+        )
+
+
+def ensure_enums(
+    conn: psycopg.Connection[Any], schema: str, enums: tuple[EnumType, ...], *, pipeline: str
+) -> None:
+    """Create missing enum types in ``schema``; add labels the source gained since the last load.
+
+    Runs in autocommit: ``ALTER TYPE ... ADD VALUE`` values cannot be used in the transaction that
+    added them.
+    """
+    for enum in enums:
+        name = sql.Identifier(schema, enum.name)
+        row = conn.execute(
+            "SELECT array(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid "
+            "ORDER BY e.enumsortorder), t.typtype::text "
+            "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE n.nspname = %s AND t.typname = %s",
+            (schema, enum.name),
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                sql.SQL("CREATE TYPE {} AS ENUM ({})").format(
+                    name, sql.SQL(", ").join(map(sql.Literal, enum.labels))
+                )
+            )
+            continue
+        existing, typtype = row
+        if typtype != "e":
+            raise TargetError(
+                f"type {name.as_string(conn)} exists on the target but is not an enum",
+                pipeline=pipeline,
+                fix="drop or rename that type on the target",
+            )
+        for label in enum.labels:
+            if label not in existing:
+                conn.execute(
+                    sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(
+                        name, sql.Literal(label)
+                    )
+                )
+
+
+def _column_type(schema: str, col: ColumnInfo) -> sql.Composable:
+    if col.enum is not None:
+        brackets = sql.SQL("[]" * col.array_dims) if col.array_dims else sql.SQL("")
+        return sql.Composed([sql.Identifier(schema, col.enum.name), brackets])
+    assert col.target_type is not None
+    # format_type() output (or "text"): catalog-generated SQL, never user input.
+    return sql.SQL(col.target_type)  # type: ignore[arg-type]
+
+
+def create_stage(conn: psycopg.Connection[Any], schema: str, stage: str, table: TableInfo) -> None:
+    """Create an empty staging table with the source's columns; no keys or indexes yet."""
+    cols = []
+    for c in table.columns:
+        parts: list[sql.Composable] = [sql.Identifier(c.name), _column_type(schema, c)]
+        if c.default is not None:
+            parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(c.default)))  # type: ignore[arg-type]
+        if c.not_null:
+            parts.append(sql.SQL("NOT NULL"))
+        cols.append(sql.SQL(" ").join(parts))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, stage)))
+    conn.execute(
+        sql.SQL("CREATE TABLE {} ({})").format(
+            sql.Identifier(schema, stage), sql.SQL(", ").join(cols)
+        )
+    )
+
+
+def index_names(live: str, table: TableInfo) -> tuple[str | None, list[str]]:
+    """Names the primary key and indexes get once the stage becomes ``live``."""
+    pk = fit_identifier(f"{live}_pkey") if table.primary_key else None
+    return pk, [fit_identifier(f"{live}_cdc_idx{i}") for i in range(len(table.indexes))]
+
+
+def stage_index_names(stage: str, table: TableInfo) -> tuple[str | None, list[str]]:
+    """Names used while the table is still a stage (cannot clash with the live table's)."""
+    pk = f"{stage}_pkey" if table.primary_key else None
+    return pk, [f"{stage}_i{i}" for i in range(len(table.indexes))]
+
+
+def build_indexes(
+    conn: psycopg.Connection[Any], schema: str, stage: str, table: TableInfo, *, pipeline: str
+) -> None:
+    """Build the primary key and indexes on the loaded stage: one sort each, not a row at a time."""
+    pk_name, idx_names = stage_index_names(stage, table)
+    target = sql.Identifier(schema, stage)
+    try:
+        if pk_name is not None:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+                    target,
+                    sql.Identifier(pk_name),
+                    sql.SQL(", ").join(map(sql.Identifier, table.primary_key)),
+                )
+            )
+        for name, idx in zip(idx_names, table.indexes, strict=True):
+            conn.execute(
+                sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
+                    sql.SQL("UNIQUE " if idx.unique else ""),
+                    sql.Identifier(name),
+                    target,
+                    sql.SQL(", ").join(map(sql.Identifier, idx.columns)),
+                )
+            )
+    except psycopg.errors.UniqueViolation as exc:
+        raise TargetError(
+            f"duplicate key while building the primary key or a unique index: "
+            f"{first_line(scrub(str(exc)))}",
+            pipeline=pipeline,
+            table=table.ref.display,
+            fix="the copy is inconsistent with the source's constraints; re-run the full load",
+        ) from None
+
+
+def find_stages(conn: psycopg.Connection[Any], schema: str, pipeline: str) -> list[str]:
+    """Staging tables of ``pipeline`` in ``schema`` (exact name match)."""
+    pattern = "^" + re.escape(f"{STAGE_PREFIX}{pipeline}_") + "[0-9]+$"
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname ~ %s ORDER BY 1",
+        (schema, pattern),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def drop_stages(conn: psycopg.Connection[Any], schema: str, pipeline: str) -> list[str]:
+    """Drop every staging table of ``pipeline``; returns what it dropped, schema-qualified."""
+    dropped = []
+    for name in find_stages(conn, schema, pipeline):
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
+        dropped.append(sql.Identifier(schema, name).as_string(conn))
+    return dropped
