@@ -4,9 +4,14 @@ Ops, hooks, run-status sensors and the reconciler may all report on the same run
 more than once. The repository asks :func:`decide` whether a proposed write may change the row;
 keeping the rule here, free of I/O, lets it be tested exhaustively and keeps the repository thin.
 
-Statuses are ranked per run: ``NOT_STARTED`` (0) < running (1: ``IN_PROGRESS``, or ``ACTIVE`` for
-CDC, which is both "batch running" and "healthy after a batch") < terminal (2). Within one run the
-rank never goes down: a late STARTED event processed after SUCCESS changes nothing.
+Statuses are ranked per run: ``NOT_STARTED`` (0) < running (1: ``IN_PROGRESS``) < terminal (2:
+``COMPLETED``, ``FAILED``; for CDC ``ACTIVE``, ``FAILED``, ``STOPPED``). CDC has no running
+status: a batch that runs leaves the row alone and ``ACTIVE`` means "the last batch succeeded", an
+outcome like ``COMPLETED``. Within one run the rank never goes down: a late STARTED after SUCCESS
+changes nothing.
+
+After a reset a phase has no run but keeps the reset time in ``run_created_at`` as a fence, so a
+late event of a run launched before the reset cannot undo it.
 
 One reading of rule 3 made explicit: an op/hook may move a run *forward* from a running status that
 a sensor wrote (STARTED, then the op's own COMPLETED: the fastest path); what it may never do is
@@ -27,19 +32,19 @@ _RANK: dict[Status, int] = {
     FullLoadStatus.COMPLETED: 2,
     FullLoadStatus.FAILED: 2,
     CdcStatus.NOT_STARTED: 0,
-    CdcStatus.ACTIVE: 1,
+    CdcStatus.ACTIVE: 2,
     CdcStatus.FAILED: 2,
     CdcStatus.STOPPED: 2,
 }
 
 
 def rank(status: Status) -> int:
-    """0 for never started, 1 while a run is going (or CDC is healthy), 2 for a finished run."""
+    """0 for never started, 1 while a run is going, 2 for a run's outcome."""
     return _RANK[status]
 
 
 def is_terminal(status: Status) -> bool:
-    """True for statuses that end a run (``COMPLETED``, ``FAILED``, ``STOPPED``)."""
+    """True for statuses that are a run's outcome (everything but NOT_STARTED and IN_PROGRESS)."""
     return rank(status) == 2
 
 
@@ -104,10 +109,13 @@ def _is_newer(write: ProposedWrite, current: PhaseState) -> bool | None:
     """True if the write's run is newer, False if older, None for the same run.
 
     Runs are ordered by creation time; two runs created in the same microsecond are ordered by id so
-    every writer reaches the same verdict.
+    every writer reaches the same verdict. With no run but a fence (after a reset), only runs
+    created after the fence count as newer.
     """
-    if current.run_id is None or current.run_created_at is None:
+    if current.run_created_at is None:
         return True
+    if current.run_id is None:
+        return write.run_created_at > current.run_created_at
     if write.run_id == current.run_id:
         return None
     return (write.run_created_at, write.run_id) > (current.run_created_at, current.run_id)
@@ -122,6 +130,8 @@ def decide(current: PhaseState, write: ProposedWrite) -> Decision:
 
     newer = _is_newer(write, current)
     if newer is False:
+        if current.run_id is None:
+            return _ignore(f"stale run {write.run_id}: created before the phase was reset")
         return _ignore(f"stale run {write.run_id}: the phase already follows run {current.run_id}")
     if newer is True:
         return _change(f"run {write.run_id} is the newest run of this phase")

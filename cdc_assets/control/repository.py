@@ -1,0 +1,409 @@
+"""``PipelineRepository``: the only code that writes ``public.pipelines``.
+
+Every status change is one transaction: lock the row (``SELECT ... FOR UPDATE``), ask
+``status.machine.decide`` whether the write may change it, update, and insert one
+``pipeline_events`` row. Racing writers of the same transition queue on the row lock; the second
+one reads the first one's result and is ignored, so there is one change and one event.
+"""
+
+import builtins
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cdc_assets.control.db import connect_errors, get_engine, libpq_url, normalise_url
+from cdc_assets.control.locks import hold_pipeline_lock
+from cdc_assets.control.models import Pipeline, PipelineEventRecord
+from cdc_assets.control.rows import PipelineEvent, PipelineRow
+from cdc_assets.domain import (
+    CdcStatus,
+    FullLoadStatus,
+    InvalidName,
+    Lsn,
+    Phase,
+    PipelineSpec,
+    Writer,
+    validate_name,
+)
+from cdc_assets.errors import MAX_ROW_ERROR, ConfigError, PipelineNotFound
+from cdc_assets.secrets import BadReference, check_reference, scrub
+from cdc_assets.status.machine import Outcome, PhaseState, ProposedWrite, Status, decide
+
+__all__ = ["PipelineEvent", "PipelineExists", "PipelineRepository", "PipelineRow"]
+
+log = logging.getLogger(__name__)
+
+
+class PipelineExists(ConfigError):
+    """``add`` of a name that is already taken."""
+
+    kind = "exists"
+
+
+def _not_found(name: str) -> PipelineNotFound:
+    return PipelineNotFound(
+        "no such pipeline in public.pipelines",
+        pipeline=name,
+        fix="list pipelines with `cdc-assets pipeline list`",
+    )
+
+
+def _row_error(error: str | None, fallback: str) -> str:
+    return scrub(error or fallback)[:MAX_ROW_ERROR]
+
+
+def validate_spec(spec: PipelineSpec) -> None:
+    """Refuse a spec the control table must never hold; the database CHECKs are the last line."""
+    try:
+        validate_name(spec.name)
+    except InvalidName as exc:
+        raise ConfigError(str(exc), fix="rename the pipeline") from None
+    if not spec.tables:
+        raise ConfigError("a pipeline needs at least one table", pipeline=spec.name)
+    displays = [t.display for t in spec.tables]
+    dupes = sorted({d for d in displays if displays.count(d) > 1})
+    if dupes:
+        raise ConfigError(f"duplicate table {dupes[0]}", pipeline=spec.name)
+    for role, ref in (("source", spec.source_url), ("target", spec.target_url)):
+        try:
+            check_reference(ref)
+        except BadReference as exc:
+            raise ConfigError(f"{role}_url: {exc}", pipeline=spec.name) from None
+    if not spec.target_schema:
+        raise ConfigError("target_schema is empty", pipeline=spec.name)
+
+
+class PipelineRepository:
+    """Reads and guarded writes of the control table through one cached engine per URL."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self._engine = engine
+        self._url = url
+
+    @classmethod
+    def from_url(cls, sqlalchemy_url: str) -> "PipelineRepository":
+        """A repository over the process-wide engine for ``sqlalchemy_url``.
+
+        ``postgresql://`` and ``postgres://`` URLs are normalised to ``postgresql+psycopg://``.
+        """
+        url = normalise_url(sqlalchemy_url)
+        return cls(get_engine(url), url)
+
+    @property
+    def url(self) -> str:
+        """The normalised SQLAlchemy URL (with its password: never print it, redact it)."""
+        return self._url
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with connect_errors(self._url), Session(self._engine) as session, session.begin():
+            yield session
+
+    @staticmethod
+    def _locked(session: Session, name: str) -> Pipeline:
+        found = session.scalars(
+            select(Pipeline).where(Pipeline.name == name).with_for_update()
+        ).one_or_none()
+        if found is None:
+            raise _not_found(name)
+        return found
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, name: str) -> PipelineRow:
+        """The row named ``name``; :class:`PipelineNotFound` if there is none."""
+        with self._session() as s:
+            found = s.scalars(select(Pipeline).where(Pipeline.name == name)).one_or_none()
+            if found is None:
+                raise _not_found(name)
+            return PipelineRow.from_model(found)
+
+    def list(self) -> builtins.list[PipelineRow]:
+        """Every pipeline, by name."""
+        with self._session() as s:
+            return [
+                PipelineRow.from_model(p)
+                for p in s.scalars(select(Pipeline).order_by(Pipeline.name))
+            ]
+
+    def events(self, name: str, limit: int = 20) -> builtins.list[PipelineEvent]:
+        """The newest ``limit`` status changes of the pipeline currently named ``name``."""
+        with self._session() as s:
+            pid = s.scalar(select(Pipeline.id).where(Pipeline.name == name))
+            if pid is None:
+                raise _not_found(name)
+            records = s.scalars(
+                select(PipelineEventRecord)
+                .where(PipelineEventRecord.pipeline_id == pid)
+                .order_by(PipelineEventRecord.id.desc())
+                .limit(limit)
+            )
+            return [PipelineEvent.from_model(e) for e in records]
+
+    # -- definition changes ------------------------------------------------------------------
+
+    def add(self, spec: PipelineSpec) -> PipelineRow:
+        """Insert a validated spec; :class:`PipelineExists` if the name is taken."""
+        validate_spec(spec)
+        try:
+            with self._session() as s:
+                model = Pipeline(
+                    name=spec.name,
+                    source_url=spec.source_url,
+                    target_url=spec.target_url,
+                    tables=[t.display for t in spec.tables],
+                    target_schema=spec.target_schema,
+                    mode=spec.mode.value,
+                    enabled=spec.enabled,
+                )
+                s.add(model)
+                s.flush()
+                s.refresh(model)
+                return PipelineRow.from_model(model)
+        except IntegrityError as exc:
+            if "uq_pipelines_name" in str(exc.orig):
+                raise PipelineExists(
+                    "a pipeline with this name already exists",
+                    pipeline=spec.name,
+                    fix="choose another name, or remove the existing pipeline first",
+                ) from None
+            raise
+
+    def remove(self, name: str) -> None:
+        """Delete the row; its events stay (``pipeline_id`` set to NULL, name kept)."""
+        with self._session() as s:
+            result = s.execute(delete(Pipeline).where(Pipeline.name == name).returning(Pipeline.id))
+            if result.first() is None:
+                raise _not_found(name)
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable sensor/schedule runs of the pipeline."""
+        with self._session() as s:
+            result = s.execute(
+                update(Pipeline)
+                .where(Pipeline.name == name)
+                .values(enabled=enabled)
+                .returning(Pipeline.id)
+            )
+            if result.first() is None:
+                raise _not_found(name)
+
+    def reset(
+        self, name: str, *, writer: Writer = Writer.CLI, message: str | None = None
+    ) -> PipelineRow:
+        """Both phases back to ``NOT_STARTED``, progress and errors cleared, one event per phase.
+
+        The reset time stays in ``*_run_created_at`` (with no run id) as a fence: events of runs
+        created before the reset are stale and cannot bring the old status back.
+        """
+        with self._session() as s:
+            p = self._locked(s, name)
+            now = s.scalar(select(func.clock_timestamp()))
+            note = message or "reset"
+            for phase, old in ((Phase.FULL_LOAD, p.full_load_status), (Phase.CDC, p.cdc_status)):
+                s.add(
+                    PipelineEventRecord(
+                        pipeline_id=p.id,
+                        pipeline=p.name,
+                        run_id=None,
+                        phase=phase.value,
+                        old_status=old.value,
+                        new_status=FullLoadStatus.NOT_STARTED.value,
+                        writer=writer.value,
+                        message=note,
+                    )
+                )
+            p.full_load_status = FullLoadStatus.NOT_STARTED
+            p.full_load_started_at = None
+            p.full_load_completed_at = None
+            p.full_load_rows = None
+            p.full_load_run_id = None
+            p.full_load_run_created_at = now
+            p.full_load_authority = writer.value
+            p.cdc_status = CdcStatus.NOT_STARTED
+            p.cdc_lsn = None
+            p.cdc_lag_bytes = None
+            p.cdc_progress_at = None
+            p.cdc_run_id = None
+            p.cdc_run_created_at = now
+            p.cdc_authority = writer.value
+            p.last_error = None
+            s.flush()
+            s.refresh(p)
+            return PipelineRow.from_model(p)
+
+    # -- guarded status writes ---------------------------------------------------------------
+
+    def transition_full_load(
+        self,
+        name: str,
+        to: FullLoadStatus,
+        *,
+        run_id: str,
+        run_created_at: datetime,
+        writer: Writer,
+        error: str | None = None,
+        rows: int | None = None,
+        message: str | None = None,
+    ) -> bool:
+        """Apply a guarded full-load status write; True if the status changed (one event written).
+
+        ``IN_PROGRESS`` stamps ``full_load_started_at``; ``COMPLETED`` stamps
+        ``full_load_completed_at``, stores ``rows`` and clears ``last_error``; ``FAILED`` stores
+        ``error`` (scrubbed) in ``last_error``.
+        """
+        return self._transition(
+            Phase.FULL_LOAD,
+            name,
+            FullLoadStatus(to),
+            run_id=run_id,
+            run_created_at=run_created_at,
+            writer=writer,
+            error=error,
+            rows=rows,
+            message=message,
+        )
+
+    def transition_cdc(
+        self,
+        name: str,
+        to: CdcStatus,
+        *,
+        run_id: str,
+        run_created_at: datetime,
+        writer: Writer,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> bool:
+        """Apply a guarded CDC status write; True if the status changed (one event written).
+
+        ``ACTIVE`` clears ``last_error``; ``FAILED`` stores ``error`` (scrubbed).
+        """
+        return self._transition(
+            Phase.CDC,
+            name,
+            CdcStatus(to),
+            run_id=run_id,
+            run_created_at=run_created_at,
+            writer=writer,
+            error=error,
+            rows=None,
+            message=message,
+        )
+
+    def _transition(
+        self,
+        phase: Phase,
+        name: str,
+        to: Status,
+        *,
+        run_id: str,
+        run_created_at: datetime,
+        writer: Writer,
+        error: str | None,
+        rows: int | None,
+        message: str | None,
+    ) -> bool:
+        if run_created_at.tzinfo is None:
+            raise ValueError("run_created_at must be timezone-aware (Dagster's create_timestamp)")
+        writer = Writer(writer)
+        with self._session() as s:
+            p = self._locked(s, name)
+            fields = _PhaseColumns(phase)
+            current = PhaseState(
+                status=fields.get(p, "status"),
+                run_id=fields.get(p, "run_id"),
+                run_created_at=fields.get(p, "run_created_at"),
+                authority=_writer(fields.get(p, "authority")),
+            )
+            decision = decide(current, ProposedWrite(to, run_id, run_created_at, writer))
+            if decision.outcome is Outcome.IGNORE:
+                log.debug(
+                    "pipeline %s %s -> %s by %s ignored: %s",
+                    name,
+                    phase,
+                    to,
+                    writer,
+                    decision.reason,
+                )
+                return False
+            fields.set(p, "authority", writer.value)
+            if decision.outcome is Outcome.TAKE_AUTHORITY:
+                return False
+            old = current.status
+            fields.set(p, "status", to)
+            fields.set(p, "run_id", run_id)
+            fields.set(p, "run_created_at", run_created_at)
+            p.last_run_id = run_id
+            now = s.scalar(select(func.clock_timestamp()))
+            event_message = message
+            if to is FullLoadStatus.IN_PROGRESS:
+                p.full_load_started_at = now
+                p.full_load_completed_at = None
+            elif to is FullLoadStatus.COMPLETED:
+                p.full_load_completed_at = now
+                if rows is not None:
+                    p.full_load_rows = rows
+                p.last_error = None
+            elif to is CdcStatus.ACTIVE:
+                p.last_error = None
+            elif to in (FullLoadStatus.FAILED, CdcStatus.FAILED):
+                p.last_error = _row_error(error, f"run {run_id} failed (no reason reported)")
+                event_message = message or p.last_error
+            s.add(
+                PipelineEventRecord(
+                    pipeline_id=p.id,
+                    pipeline=p.name,
+                    run_id=run_id,
+                    phase=phase.value,
+                    old_status=old.value,
+                    new_status=to.value,
+                    writer=writer.value,
+                    message=scrub(event_message or decision.reason)[:MAX_ROW_ERROR],
+                )
+            )
+            return True
+
+    def record_cdc_progress(self, name: str, *, run_id: str, lsn: Lsn, lag_bytes: int) -> None:
+        """Store the applied LSN (never moving it back) and the lag measured after a batch."""
+        with self._session() as s:
+            p = self._locked(s, name)
+            current = Lsn(p.cdc_lsn) if p.cdc_lsn else None
+            if current is None or Lsn(lsn) >= current:
+                p.cdc_lsn = str(Lsn(lsn))
+            p.cdc_lag_bytes = max(0, int(lag_bytes))
+            p.cdc_progress_at = s.scalar(select(func.clock_timestamp()))
+            p.last_run_id = run_id
+
+    # -- concurrency -------------------------------------------------------------------------
+
+    def pipeline_lock(self, name: str) -> AbstractContextManager[None]:
+        """Hold the pipeline's session advisory lock; :class:`ConcurrentRunError` if taken."""
+        with self._session() as s:
+            pid = s.scalar(select(Pipeline.id).where(Pipeline.name == name))
+        if pid is None:
+            raise _not_found(name)
+        return hold_pipeline_lock(libpq_url(self._url), pipeline=name, pipeline_id=pid)
+
+
+class _PhaseColumns:
+    """The guard columns of one phase by role, so one transition routine serves both phases."""
+
+    def __init__(self, phase: Phase) -> None:
+        self.prefix = "full_load_" if phase is Phase.FULL_LOAD else "cdc_"
+
+    def get(self, p: Pipeline, role: str) -> Any:
+        return getattr(p, self.prefix + role)
+
+    def set(self, p: Pipeline, role: str, value: Any) -> None:
+        setattr(p, self.prefix + role, value)
+
+
+def _writer(value: str | None) -> Writer | None:
+    return Writer(value) if value else None

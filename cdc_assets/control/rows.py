@@ -1,0 +1,130 @@
+"""Frozen views of control rows handed to the other layers (no SQLAlchemy objects leak out)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cdc_assets.control.models import Pipeline, PipelineEventRecord
+from cdc_assets.domain import (
+    CdcStatus,
+    FullLoadStatus,
+    Lsn,
+    Mode,
+    Phase,
+    PipelineSpec,
+    TableRef,
+    Writer,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRow:
+    """Every column of one ``public.pipelines`` row, typed; timestamps are timezone-aware."""
+
+    id: int
+    name: str
+    source_url: str
+    target_url: str
+    tables: tuple[TableRef, ...]
+    target_schema: str
+    mode: Mode
+    enabled: bool
+    full_load_status: FullLoadStatus
+    full_load_started_at: datetime | None
+    full_load_completed_at: datetime | None
+    full_load_rows: int | None
+    full_load_run_id: str | None
+    full_load_run_created_at: datetime | None
+    full_load_authority: Writer | None
+    cdc_status: CdcStatus
+    cdc_lsn: Lsn | None
+    cdc_lag_bytes: int | None
+    cdc_progress_at: datetime | None
+    cdc_run_id: str | None
+    cdc_run_created_at: datetime | None
+    cdc_authority: Writer | None
+    last_run_id: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def spec(self) -> PipelineSpec:
+        """What the row says to do, for the engines (URLs still unresolved)."""
+        return PipelineSpec(
+            name=self.name,
+            source_url=self.source_url,
+            target_url=self.target_url,
+            tables=self.tables,
+            target_schema=self.target_schema,
+            mode=self.mode,
+            enabled=self.enabled,
+            id=self.id,
+        )
+
+    @classmethod
+    def from_model(cls, p: Pipeline) -> "PipelineRow":
+        """Copy a loaded ORM object; statuses arrive as enums already (see models.py)."""
+        return cls(
+            id=p.id,
+            name=p.name,
+            source_url=p.source_url,
+            target_url=p.target_url,
+            tables=tuple(TableRef.parse(t) for t in p.tables),
+            target_schema=p.target_schema,
+            mode=Mode(p.mode),
+            enabled=p.enabled,
+            full_load_status=FullLoadStatus(p.full_load_status),
+            full_load_started_at=p.full_load_started_at,
+            full_load_completed_at=p.full_load_completed_at,
+            full_load_rows=p.full_load_rows,
+            full_load_run_id=p.full_load_run_id,
+            full_load_run_created_at=p.full_load_run_created_at,
+            full_load_authority=_writer(p.full_load_authority),
+            cdc_status=CdcStatus(p.cdc_status),
+            cdc_lsn=Lsn(p.cdc_lsn) if p.cdc_lsn else None,
+            cdc_lag_bytes=p.cdc_lag_bytes,
+            cdc_progress_at=p.cdc_progress_at,
+            cdc_run_id=p.cdc_run_id,
+            cdc_run_created_at=p.cdc_run_created_at,
+            cdc_authority=_writer(p.cdc_authority),
+            last_run_id=p.last_run_id,
+            last_error=p.last_error,
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineEvent:
+    """One row of ``public.pipeline_events``: an accepted status change."""
+
+    id: int
+    pipeline_id: int | None
+    pipeline: str
+    run_id: str | None
+    phase: Phase
+    old_status: str | None
+    new_status: str
+    writer: Writer
+    message: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, e: PipelineEventRecord) -> "PipelineEvent":
+        """Copy a loaded ORM object."""
+        return cls(
+            id=e.id,
+            pipeline_id=e.pipeline_id,
+            pipeline=e.pipeline,
+            run_id=e.run_id,
+            phase=Phase(e.phase),
+            old_status=e.old_status,
+            new_status=e.new_status,
+            writer=Writer(e.writer),
+            message=e.message,
+            created_at=e.created_at,
+        )
+
+
+def _writer(value: str | None) -> Writer | None:
+    return Writer(value) if value else None
