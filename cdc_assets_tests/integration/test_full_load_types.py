@@ -74,7 +74,8 @@ def test_every_common_type_round_trips_exactly(new_db, mode: Mode) -> None:
     assert (
         scalar(
             dst,
-            "SELECT conname FROM pg_constraint WHERE contype = 'p' AND conrelid = 'all_types'::regclass",
+            "SELECT conname FROM pg_constraint "
+            "WHERE contype = 'p' AND conrelid = 'all_types'::regclass",
         )
         == "all_types_pkey"
     )
@@ -128,7 +129,8 @@ def test_quoted_identifiers_empty_table_and_target_schema(new_db) -> None:
         'CREATE SCHEMA "Sales"',
         'CREATE TABLE "Sales"."Order Items" ("Id" int PRIMARY KEY, "the ""qty""" int, '
         '"Ünit Price" numeric(12,2))',
-        """INSERT INTO "Sales"."Order Items" SELECT g, g * 2, g / 3.0 FROM generate_series(1, 500) g""",
+        'INSERT INTO "Sales"."Order Items" '
+        "SELECT g, g * 2, g / 3.0 FROM generate_series(1, 500) g",
         'CREATE INDEX ON "Sales"."Order Items" ("the ""qty""")',
         "CREATE TABLE empty_one (a int, b text)",
     )
@@ -174,9 +176,10 @@ def test_large_table_split_into_ranges_matches_source_checksum(new_db) -> None:
 
 def test_plan_really_splits(new_db) -> None:
     """Guard against the split test passing with one range: the planner must cut the table."""
+    import psycopg
+
     from cdc_assets.pg.catalog import describe_tables
     from cdc_assets.source.snapshot import heap_blocks, plan_ranges
-    import psycopg
 
     src = new_db("src")
     execute(
