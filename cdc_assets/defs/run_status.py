@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from cdc_assets.control.repository import PipelineRepository
 
 
-
 def _error_class_names(base: type[BaseException]) -> set[str]:
     names = {base.__name__}
     for sub in base.__subclasses__():

@@ -1,0 +1,95 @@
+"""``cdc-assets run`` and ``cdc-assets reconcile``: the Dagster side of the CLI.
+
+``run`` executes the pipeline's job in this process against the configured instance
+(``DAGSTER_HOME``), with the same partition and tags as a launched run, so it shows in the UI and
+the op and hooks write its status. Run-status sensors never see in-process runs, so the reconciler
+confirms the row from the run record before the command returns.
+"""
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from cdc_assets.domain import Phase
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+
+def execute_pipeline(
+    instance: "dg.DagsterInstance", name: str, phase: Phase, *, defs: Any = None
+) -> "dg.ExecuteInProcessResult":
+    """Run the pipeline's job in-process exactly as a launched run (partition, tags, hooks)."""
+    from cdc_assets.defs.partitions import PIPELINES_PARTITIONS_NAME
+    from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, launch_tags
+    from cdc_assets.definitions import build_defs
+    from cdc_assets.settings import Settings
+
+    settings = Settings.from_env()
+    definitions = defs if defs is not None else build_defs(settings)
+    job = definitions.resolve_job_def(CDC_JOB_NAME if phase is Phase.CDC else FULL_LOAD_JOB_NAME)
+    if not instance.has_dynamic_partition(PIPELINES_PARTITIONS_NAME, name):
+        instance.add_dynamic_partitions(PIPELINES_PARTITIONS_NAME, [name])
+    result: dg.ExecuteInProcessResult = job.execute_in_process(
+        instance=instance,
+        partition_key=name,
+        tags=launch_tags(name, phase, settings),
+        raise_on_error=False,
+    )
+    return result
+
+
+def _repository() -> Any:
+    from cdc_assets.control.repository import PipelineRepository
+    from cdc_assets.settings import control_db_url
+
+    return PipelineRepository.from_url(control_db_url())
+
+
+def run_pipeline(name: str, phase: str = "full_load") -> int:
+    """Execute one run of ``name``; 0 on success, 1 with a one-line reason on stderr otherwise."""
+    import dagster as dg
+
+    from cdc_assets.defs.reconciler import reconcile
+    from cdc_assets.defs.run_status import run_failure_message
+    from cdc_assets.errors import CdcError
+
+    try:
+        which = Phase(phase)
+        repo = _repository()
+        repo.get(name)
+        instance = dg.DagsterInstance.get()
+    except (CdcError, ValueError, dg.DagsterInvariantViolationError) as exc:
+        print(f"cdc-assets run {name}: {exc}", file=sys.stderr)
+        return 1
+    result = execute_pipeline(instance, name, which)
+    reconcile(instance, repo, [name])
+    run_id = result.dagster_run.run_id
+    if result.success:
+        row = repo.get(name)
+        print(f"{name}: {which.value} run {run_id} succeeded ({row.full_load_status})")
+        return 0
+    reason = run_failure_message(instance, run_id) or "run failed"
+    print(f"cdc-assets run {name}: run {run_id} failed: {reason}", file=sys.stderr)
+    return 1
+
+
+def reconcile_once() -> int:
+    """Reconcile every pipeline once; prints each repair; 0 unless it could not run."""
+    import dagster as dg
+
+    from cdc_assets.defs.reconciler import reconcile
+    from cdc_assets.errors import CdcError
+
+    try:
+        repo = _repository()
+        instance = dg.DagsterInstance.get()
+        outcomes = reconcile(instance, repo)
+    except (CdcError, ValueError, dg.DagsterInvariantViolationError) as exc:
+        print(f"cdc-assets reconcile: {exc}", file=sys.stderr)
+        return 1
+    changed = [o for o in outcomes if o.changed]
+    for o in changed:
+        w = o.write
+        print(f"{w.pipeline}: {w.phase.value} -> {w.status} (run {w.run_id})")
+    print(f"reconciled {len(changed)} row(s)")
+    return 0
