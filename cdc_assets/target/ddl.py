@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cdc_assets.domain import TableRef
 from cdc_assets.errors import TargetError
 from cdc_assets.pg.catalog import ColumnInfo, EnumType, TableInfo
 from cdc_assets.pg.connect import first_line
@@ -183,5 +184,5 @@ def drop_stages(conn: psycopg.Connection[Any], schema: str, pipeline: str) -> li
     dropped = []
     for name in find_stages(conn, schema, pipeline):
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
-        dropped.append(sql.Identifier(schema, name).as_string(conn))
+        dropped.append(TableRef(schema, name).display)
     return dropped

@@ -1,0 +1,192 @@
+"""Clear failures: each names the pipeline, the table (where there is one) and the fix, never a
+password, and leaves no slot, publication or stage behind."""
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from cdc_assets.domain import Mode
+from cdc_assets.embedded import EmbeddedPostgres, free_port
+from cdc_assets.engine.full_load import cleanup_full_load, run_full_load
+from cdc_assets.errors import CdcError, ConnectError, SourceError, TargetError
+from cdc_assets_tests.integration.full_load_support import (
+    execute,
+    scalar,
+    settings,
+    spec,
+    stage_tables,
+)
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "Sekr3t-pw-9931"
+
+
+def with_login(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    netloc = f"{user}:{PASSWORD}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture
+def loader(new_db) -> Iterator[tuple[str, str]]:
+    """A source and a target database, reached as a non-superuser ``loader`` with a password."""
+    src, dst = new_db("src"), new_db("dst")
+    execute(
+        src,
+        "DO $$BEGIN CREATE ROLE loader LOGIN PASSWORD 'Sekr3t-pw-9931'; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END$$",
+    )
+    execute(
+        src,
+        "CREATE TABLE ok_t (id int PRIMARY KEY, v text)",
+        "INSERT INTO ok_t VALUES (1, 'a')",
+        "CREATE TABLE secret_t (id int PRIMARY KEY)",
+        "CREATE TABLE nokey (a int, b text)",
+        "GRANT SELECT ON ok_t, nokey TO loader",
+    )
+    execute(dst, "GRANT CREATE ON SCHEMA public TO loader")
+    yield with_login(src, "loader"), with_login(dst, "loader")
+
+
+def assert_clear(exc: CdcError, *, pipeline: str, table: str | None, fix_words: str) -> None:
+    text = str(exc)
+    assert PASSWORD not in text and PASSWORD not in exc.for_row()
+    assert f"pipeline {pipeline!r}" in text
+    if table is not None:
+        assert table in text
+    assert "(fix: " in text and fix_words in text
+
+
+def test_unknown_table(loader) -> None:
+    src, dst = loader
+    with pytest.raises(SourceError) as err:
+        run_full_load(
+            spec("unk", src, dst, "ok_t", '"No Such"'),
+            source_url=src,
+            target_url=dst,
+            settings=settings(),
+        )
+    assert_clear(err.value, pipeline="unk", table='public."No Such"', fix_words="create the table")
+
+
+def test_missing_select_privilege(loader) -> None:
+    src, dst = loader
+    with pytest.raises(SourceError) as err:
+        run_full_load(
+            spec("priv", src, dst, "secret_t"), source_url=src, target_url=dst, settings=settings()
+        )
+    assert_clear(err.value, pipeline="priv", table="public.secret_t", fix_words="GRANT SELECT")
+
+
+def test_missing_replication_privilege_for_cdc(loader) -> None:
+    src, dst = loader
+    with pytest.raises(SourceError) as err:
+        run_full_load(
+            spec("norepl", src, dst, "ok_t", mode=Mode.FULL_LOAD_AND_CDC),
+            source_url=src,
+            target_url=dst,
+            settings=settings(),
+        )
+    assert_clear(err.value, pipeline="norepl", table=None, fix_words="REPLICATION")
+    assert "loader" in str(err.value)
+
+
+def test_table_without_primary_key_in_cdc_pipeline(new_db) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    execute(src, "CREATE TABLE nokey (a int, b text)", "INSERT INTO nokey VALUES (1, 'x')")
+    p = spec("nopk", src, dst, "nokey", mode=Mode.FULL_LOAD_AND_CDC)
+    with pytest.raises(SourceError) as err:
+        run_full_load(p, source_url=src, target_url=dst, settings=settings())
+    assert_clear(
+        err.value, pipeline="nopk", table="public.nokey", fix_words="REPLICA IDENTITY FULL"
+    )
+    assert (
+        scalar(src, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()")
+        == 0
+    )
+    assert scalar(src, "SELECT count(*) FROM pg_publication") == 0
+    # Allowed once its replica identity is FULL; and in full_load mode regardless.
+    execute(src, "ALTER TABLE nokey REPLICA IDENTITY FULL")
+    assert run_full_load(p, source_url=src, target_url=dst, settings=settings()).rows == 1
+    execute(src, "ALTER TABLE nokey REPLICA IDENTITY DEFAULT")
+    result = run_full_load(
+        spec("nopk2", src, dst, "nokey"), source_url=src, target_url=dst, settings=settings()
+    )
+    assert result.rows == 1
+
+
+def test_target_schema_missing(loader) -> None:
+    src, dst = loader
+    with pytest.raises(TargetError) as err:
+        run_full_load(
+            spec("noschema", src, dst, "ok_t", target_schema="Nowhere"),
+            source_url=src,
+            target_url=dst,
+            settings=settings(),
+        )
+    assert_clear(err.value, pipeline="noschema", table=None, fix_words='CREATE SCHEMA "Nowhere"')
+
+
+def test_connection_refused(loader) -> None:
+    src, _ = loader
+    dead = f"postgresql://loader:{PASSWORD}@127.0.0.1:{free_port()}/nothing"
+    with pytest.raises(ConnectError) as err:
+        run_full_load(
+            spec("refused", src, dead, "ok_t"), source_url=src, target_url=dead, settings=settings()
+        )
+    assert_clear(err.value, pipeline="refused", table=None, fix_words="check the target host")
+
+
+def test_cleanup_drops_only_this_pipelines_stages(new_db) -> None:
+    dst = new_db("dst")
+    execute(
+        dst,
+        "CREATE TABLE _cdc_stage_a_0 (x int)",
+        "CREATE TABLE _cdc_stage_a_12 (x int)",
+        "CREATE TABLE _cdc_stage_a_b_0 (x int)",  # pipeline a_b's, not a's
+        "CREATE TABLE _cdc_stage_ab_0 (x int)",
+    )
+    dropped = cleanup_full_load(spec("a", dst, dst, "t"), source_url=dst, target_url=dst)
+    assert dropped == ["public._cdc_stage_a_0", "public._cdc_stage_a_12"]
+    assert stage_tables(dst) == ["_cdc_stage_a_b_0", "_cdc_stage_ab_0"]
+
+
+@pytest.fixture(scope="module")
+def replica_level_server() -> Iterator[str]:
+    """A throwaway cluster with wal_level=replica (the session server has logical)."""
+    root = Path(tempfile.mkdtemp(prefix="cdc_assets_replica_"))
+    server = EmbeddedPostgres(
+        root / "data", free_port(), fsync=False, extra_settings=(("wal_level", "replica"),)
+    )
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop(mode="immediate")
+
+
+def test_cdc_needs_wal_level_logical(replica_level_server: str) -> None:
+    url = replica_level_server
+    execute(url, "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)")
+    execute(url, "CREATE SCHEMA IF NOT EXISTS copy")
+    with pytest.raises(SourceError) as err:
+        run_full_load(
+            spec("walrep", url, url, "t", mode=Mode.FULL_LOAD_AND_CDC, target_schema="copy"),
+            source_url=url,
+            target_url=url,
+            settings=settings(),
+        )
+    assert_clear(err.value, pipeline="walrep", table=None, fix_words="wal_level = logical")
+    assert "wal_level=replica" in str(err.value)
+    # The same server still does plain full loads.
+    result = run_full_load(
+        spec("walrep", url, url, "t", target_schema="copy"),
+        source_url=url,
+        target_url=url,
+        settings=settings(),
+    )
+    assert result.rows == 0 and result.consistent_lsn is None
