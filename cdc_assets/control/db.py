@@ -108,10 +108,19 @@ def is_connect_failure(exc: BaseException) -> bool:
 
 @contextmanager
 def connect_errors(url: str) -> Iterator[None]:
-    """Turn "control DB unreachable" into a :class:`ConnectError` with a redacted URL."""
+    """Translate the two failures an operator can fix into one-line typed errors.
+
+    "Control DB unreachable" becomes :class:`ConnectError` (URL redacted); a missing schema becomes
+    :class:`ConfigError` that says to run ``cdc-assets init``.
+    """
     try:
         yield
     except DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.errors.UndefinedTable):
+            raise ConfigError(
+                "the control schema is missing (public.pipelines does not exist)",
+                fix="run `cdc-assets init` against this control DB",
+            ) from None
         if not is_connect_failure(exc):
             raise
         raise ConnectError(

@@ -7,6 +7,7 @@ from cdc_assets.control.models import Pipeline, PipelineEventRecord
 from cdc_assets.domain import (
     CdcStatus,
     FullLoadStatus,
+    InvalidName,
     Lsn,
     Mode,
     Phase,
@@ -14,6 +15,7 @@ from cdc_assets.domain import (
     TableRef,
     Writer,
 )
+from cdc_assets.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ class PipelineRow:
             name=p.name,
             source_url=p.source_url,
             target_url=p.target_url,
-            tables=tuple(TableRef.parse(t) for t in p.tables),
+            tables=_tables(p),
             target_schema=p.target_schema,
             mode=Mode(p.mode),
             enabled=p.enabled,
@@ -124,6 +126,16 @@ class PipelineEvent:
             message=e.message,
             created_at=e.created_at,
         )
+
+
+def _tables(p: Pipeline) -> tuple[TableRef, ...]:
+    # Rows may be written with plain SQL (design.md): say which row and table are wrong.
+    try:
+        return tuple(TableRef.parse(t) for t in p.tables)
+    except InvalidName as exc:
+        raise ConfigError(
+            str(exc), pipeline=p.name, fix="UPDATE public.pipelines SET tables = ... (schema.table)"
+        ) from None
 
 
 def _writer(value: str | None) -> Writer | None:
