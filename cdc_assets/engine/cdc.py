@@ -1,0 +1,302 @@
+"""One CDC batch: apply every change available at its start, exactly once, then release the WAL.
+
+The order of a batch is the whole guarantee:
+
+1. check the slot exists and has not moved past the target's watermark (a dropped or recreated
+   slot would otherwise skip changes silently);
+2. pick the end point ``upto`` (the source's flushed WAL position now);
+3. peek the slot's changes up to ``upto`` and apply them to the target in one transaction,
+   skipping source transactions the target already has (commit LSN below the watermark: the
+   previous batch crashed after its target commit, before its slot advance);
+4. set the watermark to ``upto`` (or the end of the last applied transaction if later) in that
+   same transaction and commit;
+5. only then advance the slot to the watermark: WAL of tables outside the pipeline is released
+   too, so an idle pipeline on a busy server does not pin WAL.
+
+A crash before 4 leaves the target untouched and the slot where it was; between 4 and 5 the next
+batch re-reads what the target already has and skips it by LSN.
+"""
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from cdc_assets.decoding.messages import Begin, Commit, Delete, Insert, Relation, Truncate, Update
+from cdc_assets.decoding.pgoutput import DecodeError, decode
+from cdc_assets.domain import Lsn, PipelineSpec, TableRef
+from cdc_assets.errors import CdcError, ConsistencyError, SourceError
+from cdc_assets.pg.connect import connect, first_line
+from cdc_assets.secrets import scrub
+from cdc_assets.settings import Settings
+from cdc_assets.source import changes
+from cdc_assets.target.batch import DEFAULT_CHUNK, BatchApply
+from cdc_assets.target.watermark import get_watermark, set_watermark
+
+KILL_ENV = "CDC_ASSETS_TEST_KILL_AT"
+"""Test-only: name of a point at which the batch process SIGKILLs itself (crash tests)."""
+
+KILL_POINTS = ("before_apply", "after_apply", "after_commit")
+
+_SESSION = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+)
+"""Both sides speak the same text forms: pgoutput prints values with the reading session's settings
+and COPY parses them with the target session's."""
+
+
+@dataclass(frozen=True, slots=True)
+class CdcBatchResult:
+    """What one batch did; ``end_lsn`` is the target's new watermark and the slot's position."""
+
+    pipeline: str
+    transactions: int
+    changes: int
+    inserts: int
+    updates: int
+    deletes: int
+    truncates: int
+    start_lsn: Lsn
+    end_lsn: Lsn
+    lag_bytes: int
+    seconds: float
+    tables_changed: tuple[TableRef, ...]
+
+
+def _kill_point(name: str) -> None:
+    """Crash the process here when a crash test asks for it; a no-op otherwise."""
+    if os.environ.get(KILL_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _session(conn: psycopg.Connection[Any]) -> None:
+    for stmt in _SESSION:
+        conn.execute(stmt)
+
+
+def _check_slot(spec: PipelineSpec, src: psycopg.Connection[Any]) -> changes.SlotInfo:
+    slot = changes.get_slot(src, spec.slot_name)
+    if slot is None:
+        raise ConsistencyError(
+            f"replication slot {spec.slot_name} is missing: changes since the last batch are lost",
+            pipeline=spec.name,
+            fix="reset the pipeline and run a new full load",
+        )
+    if slot.plugin != "pgoutput" or slot.confirmed_flush_lsn is None:
+        raise ConsistencyError(
+            f"replication slot {spec.slot_name} is not a usable pgoutput slot "
+            f"(plugin {slot.plugin}, wal_status {slot.wal_status})",
+            pipeline=spec.name,
+            fix="reset the pipeline and run a new full load",
+        )
+    if slot.wal_status == "lost":
+        raise ConsistencyError(
+            f"replication slot {spec.slot_name} lost the WAL it needed (wal_status lost)",
+            pipeline=spec.name,
+            fix="reset the pipeline and run a new full load; raise max_slot_wal_keep_size",
+        )
+    if not changes.publication_exists(src, spec.publication_name):
+        raise ConsistencyError(
+            f"publication {spec.publication_name} is missing",
+            pipeline=spec.name,
+            fix="reset the pipeline and run a new full load",
+        )
+    return slot
+
+
+def _check_tables(spec: PipelineSpec, src: psycopg.Connection[Any]) -> None:
+    for table in spec.tables:
+        ident = changes.table_identity(src, table.schema, table.name)
+        if ident is None:
+            raise SourceError(
+                "source table does not exist",
+                pipeline=spec.name,
+                table=str(table),
+                fix="restore the table or remove it from the pipeline and reset it",
+            )
+        has_pk, replident = ident
+        if not (replident == "f" or (has_pk and replident == "d") or replident == "i"):
+            raise SourceError(
+                "CDC needs a primary key or REPLICA IDENTITY FULL to match updates and deletes",
+                pipeline=spec.name,
+                table=str(table),
+                fix=f"add a primary key or run ALTER TABLE {table} REPLICA IDENTITY FULL",
+            )
+
+
+def run_cdc_batch(
+    spec: PipelineSpec,
+    *,
+    source_url: str,
+    target_url: str,
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+    chunk_changes: int = DEFAULT_CHUNK,
+) -> CdcBatchResult:
+    """Apply every change committed on the source before this call, exactly once.
+
+    ``source_url``/``target_url`` are resolved libpq URLs. Raises :class:`ConsistencyError` when
+    the slot is missing, was recreated or advanced past the target's watermark, or no full load set
+    a watermark; :class:`SchemaChangeError` for a dropped or retyped source column.
+    """
+    started = time.monotonic()
+    log = progress or (lambda _msg: None)
+    with (
+        connect(source_url, pipeline=spec.name, role="source", autocommit=True) as src,
+        connect(target_url, pipeline=spec.name, role="target") as tgt,
+    ):
+        _session(src)
+        _session(tgt)
+        tgt.commit()
+        slot = _check_slot(spec, src)
+        _check_tables(spec, src)
+        watermark = get_watermark(tgt, spec.target_schema, spec.name)
+        tgt.commit()
+        if watermark is None:
+            raise ConsistencyError(
+                "the target has no CDC watermark: no full load handed over to CDC",
+                pipeline=spec.name,
+                fix="run the pipeline's full load first (mode full_load_and_cdc)",
+            )
+        confirmed = slot.confirmed_flush_lsn
+        assert confirmed is not None
+        if watermark < confirmed:
+            raise ConsistencyError(
+                f"replication slot {spec.slot_name} is at {confirmed}, past the target's "
+                f"watermark {watermark}: it was recreated or advanced outside this pipeline and "
+                "the changes in between are lost",
+                pipeline=spec.name,
+                fix="reset the pipeline and run a new full load",
+            )
+        changes.flush_source_wal(src)
+        upto = changes.current_flush_lsn(src)
+        log(f"batch from {watermark} (slot at {confirmed}) up to {upto}")
+
+        batch = BatchApply(
+            tgt,
+            spec,
+            source_type=lambda oid, mod: changes.builtin_type_name(src, oid, mod),
+            source_missing=lambda t, col: changes.missing_value(src, t.schema, t.name, col),
+            chunk_changes=chunk_changes,
+            log=log,
+        )
+        transactions = 0
+        last_end = Lsn(0)
+        rows = 0
+        skipping = False
+        try:
+            with src.transaction():
+                _session_read = changes.read_changes(
+                    src,
+                    spec.slot_name,
+                    spec.publication_name,
+                    upto=upto,
+                    max_changes=settings.cdc_batch_max_changes,
+                )
+                _kill_point("before_apply")
+                for data in _session_read:
+                    rows += 1
+                    msg = decode(data)
+                    if isinstance(msg, Begin):
+                        skipping = msg.final_lsn < watermark
+                    elif isinstance(msg, Commit):
+                        if not skipping:
+                            transactions += 1
+                            last_end = Lsn(msg.end_lsn)
+                        skipping = False
+                    elif skipping:
+                        continue
+                    elif isinstance(msg, Insert):
+                        batch.insert(msg)
+                    elif isinstance(msg, Update):
+                        batch.update(msg)
+                    elif isinstance(msg, Delete):
+                        batch.delete(msg)
+                    elif isinstance(msg, Relation):
+                        batch.relation(msg)
+                    elif isinstance(msg, Truncate):
+                        batch.truncate(msg)
+                    # Origin, Type and logical messages carry nothing to apply.
+                batch.flush()
+        except DecodeError as exc:
+            raise SourceError(
+                f"cannot decode the change stream: {exc}",
+                pipeline=spec.name,
+                fix="report this with the server version; the batch was not applied",
+            ) from None
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.errors.ObjectInUse):
+                fix = "another process reads this slot; wait for it or stop it"
+            else:
+                fix = "see the server log; the batch was rolled back and will be retried"
+            raise SourceError(
+                f"reading or applying changes failed: {first_line(scrub(str(exc)))}",
+                pipeline=spec.name,
+                fix=fix,
+            ) from None
+
+        limited = rows >= settings.cdc_batch_max_changes
+        end = max(watermark, last_end) if limited else max(watermark, upto, last_end)
+        end = Lsn(end)
+        set_watermark(tgt, spec.target_schema, spec.name, end)
+        _kill_point("after_apply")
+        tgt.commit()
+        _kill_point("after_commit")
+        try:
+            changes.advance_slot(src, spec.slot_name, end)
+        except psycopg.Error as exc:
+            raise CdcError(
+                f"the batch was applied, but advancing slot {spec.slot_name} failed: "
+                f"{first_line(scrub(str(exc)))}",
+                pipeline=spec.name,
+                fix="rerun the batch: it skips what the target already has",
+            ) from None
+        lag = changes.lag_bytes(src, spec.slot_name)
+    counts = batch.counts
+    result = CdcBatchResult(
+        pipeline=spec.name,
+        transactions=transactions,
+        changes=counts.changes,
+        inserts=counts.inserts,
+        updates=counts.updates,
+        deletes=counts.deletes,
+        truncates=counts.truncates,
+        start_lsn=watermark,
+        end_lsn=end,
+        lag_bytes=lag,
+        seconds=time.monotonic() - started,
+        tables_changed=tuple(sorted(counts.tables_changed)),
+    )
+    log(
+        f"applied {result.transactions} transactions, {result.changes} changes up to {end}; "
+        f"lag {lag} bytes"
+    )
+    return result
+
+
+def pending_bytes(spec: PipelineSpec, *, source_url: str) -> int:
+    """Source WAL after the slot's confirmed position: > 0 means a batch has work (or WAL to free).
+
+    Cheap (one catalog query), for sensors. Raises :class:`ConsistencyError` when the slot is gone,
+    so a sensor launches a batch that fails with the clear message instead of waiting forever.
+    """
+    with connect(source_url, pipeline=spec.name, role="source", autocommit=True) as src:
+        if changes.get_slot(src, spec.slot_name) is None:
+            raise ConsistencyError(
+                f"replication slot {spec.slot_name} is missing",
+                pipeline=spec.name,
+                fix="reset the pipeline and run a new full load",
+            )
+        return changes.lag_bytes(src, spec.slot_name)
+
+
+def slot_lag_bytes(spec: PipelineSpec, *, source_url: str) -> int:
+    """Same as :func:`pending_bytes`; the name the lag asset check reads best with."""
+    return pending_bytes(spec, source_url=source_url)

@@ -1,0 +1,216 @@
+"""Read a pipeline's changes from its logical slot, and release WAL once the target has them.
+
+How we read: ``pg_logical_slot_peek_binary_changes`` over an ordinary connection, through a named
+(server-side) cursor, then ``pg_replication_slot_advance`` after the target commit. Why not the
+streaming replication protocol (psycopg2's ``LogicalReplicationConnection``)?
+
+* A CDC batch is finite ("every change available when it starts"). ``peek`` with ``upto_lsn``
+  returns exactly the whole transactions committed before that point and ends; with the streaming
+  protocol a batch has to guess when it has seen everything (keepalive ``wal_end`` polling).
+* The slot's position moves only when we call ``advance`` after the target commit, never
+  implicitly through standby feedback, which is the exactly-once rule in one line.
+* Memory stays bounded on both sides: the server spills big transactions to disk
+  (``logical_decoding_work_mem``) and its result tuplestore past ``work_mem``; the client fetches
+  ``fetch_size`` rows at a time from the cursor.
+* Measured on this machine (bench/cdc.py ``--compare-readers``, see docs/benchmarks.md): reading
+  200,000 one-row transactions through ``peek`` + cursor is within a few percent of the streaming
+  protocol, and both are far below the time the target spends applying, so the simpler and
+  safer reader wins.
+
+psycopg 3 (used everywhere else) has no replication protocol support; ``peek`` needs none.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from cdc_assets.domain import Lsn
+
+HEARTBEAT_PREFIX = "cdc_assets"
+FETCH_SIZE = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    """What the batch's safety checks need to know about the pipeline's slot."""
+
+    name: str
+    plugin: str
+    database: str
+    confirmed_flush_lsn: Lsn | None
+    restart_lsn: Lsn | None
+    active_pid: int | None
+    wal_status: str | None
+
+
+def get_slot(conn: psycopg.Connection[Any], slot: str) -> SlotInfo | None:
+    """The slot's state, or None when no slot of that name exists (dropped underneath us)."""
+    row = conn.execute(
+        "SELECT slot_name::text, plugin::text, database::text, confirmed_flush_lsn::text,"
+        " restart_lsn::text, active_pid, wal_status FROM pg_replication_slots"
+        " WHERE slot_name = %s AND slot_type = 'logical'",
+        (slot,),
+    ).fetchone()
+    if row is None:
+        return None
+    return SlotInfo(
+        name=row[0],
+        plugin=row[1],
+        database=row[2],
+        confirmed_flush_lsn=Lsn(row[3]) if row[3] else None,
+        restart_lsn=Lsn(row[4]) if row[4] else None,
+        active_pid=row[5],
+        wal_status=row[6],
+    )
+
+
+def publication_exists(conn: psycopg.Connection[Any], publication: str) -> bool:
+    """True when the pipeline's publication is still there (a peek without it fails late)."""
+    row = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
+    return row.fetchone() is not None
+
+
+def flush_source_wal(conn: psycopg.Connection[Any]) -> bool:
+    """Make recently committed WAL visible to decoding before the batch picks its end point.
+
+    Logical decoding reads only flushed WAL; with ``synchronous_commit = off`` on the source a
+    committed change may sit unflushed for a moment and a batch would miss it (it would come in the
+    next one). A transactional logical message committed with ``synchronous_commit = on`` forces the
+    flush. It needs the privilege to call ``pg_logical_emit_message`` (superuser by default):
+    without it we skip, at the cost of at most ``wal_writer_delay`` of extra latency. ``conn``
+    must be in autocommit mode. Returns whether the flush was forced.
+    """
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = on")
+            conn.execute("SELECT pg_logical_emit_message(true, %s, 'flush')", (HEARTBEAT_PREFIX,))
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
+def current_flush_lsn(conn: psycopg.Connection[Any]) -> Lsn:
+    """The end point of a batch: decoding can only see WAL up to here."""
+    row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+    assert row is not None
+    return Lsn(row[0])
+
+
+def lag_bytes(conn: psycopg.Connection[Any], slot: str) -> int:
+    """Source WAL written after the slot's confirmed position (what the slot still pins)."""
+    row = conn.execute(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint"
+        " FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    ).fetchone()
+    return max(0, int(row[0])) if row and row[0] is not None else 0
+
+
+def read_changes(
+    conn: psycopg.Connection[Any],
+    slot: str,
+    publication: str,
+    *,
+    upto: Lsn,
+    max_changes: int | None = None,
+    fetch_size: int = FETCH_SIZE,
+) -> Iterator[bytes]:
+    """Yield raw pgoutput messages of whole transactions committed before ``upto``.
+
+    Peeks, never consumes: the slot moves only through :func:`advance_slot` after the target
+    committed. ``max_changes`` is the function's ``upto_nchanges``: the server stops after the
+    transaction that reaches it, so a huge backlog can be cut into several batches. Must be called
+    inside a transaction (the named cursor lives in it); ``conn`` may run other short queries
+    between fetches.
+    """
+    cur = conn.cursor(name="cdc_assets_changes", binary=True)
+    cur.itersize = fetch_size
+    try:
+        cur.execute(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes("
+            "%s, %s::pg_lsn, %s, 'proto_version', '1', 'publication_names', %s,"
+            " 'messages', 'false')",
+            (slot, str(upto), max_changes, publication),
+        )
+        for (data,) in cur:
+            yield data
+    finally:
+        cur.close()
+
+
+def advance_slot(conn: psycopg.Connection[Any], slot: str, upto: Lsn) -> Lsn:
+    """Release WAL up to ``upto`` and return the slot's new confirmed position.
+
+    Called only after the target committed the batch and its watermark in one transaction;
+    advancing earlier would lose changes on a crash. Advancing to a position the slot already
+    passed is a no-op, so a retried batch is harmless.
+    """
+    row = conn.execute(
+        "SELECT end_lsn::text FROM pg_replication_slot_advance(%s, %s::pg_lsn)",
+        (slot, str(upto)),
+    ).fetchone()
+    assert row is not None
+    return Lsn(row[0])
+
+
+def table_identity(
+    conn: psycopg.Connection[Any], schema: str, name: str
+) -> tuple[bool, str] | None:
+    """(has a primary key, replica identity letter) of a source table, or None if it is missing."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),"
+        " c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name),
+    ).fetchone()
+    return (bool(row[0]), str(row[1])) if row else None
+
+
+FIRST_USER_OID = 16384
+
+
+def builtin_type_name(conn: psycopg.Connection[Any], type_oid: int, typmod: int) -> str | None:
+    """``format_type`` of a built-in type (same OID on every server); None for user types."""
+    if type_oid >= FIRST_USER_OID:
+        return None
+    row = conn.execute("SELECT format_type(%s::oid, %s)", (type_oid, typmod)).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def missing_value(
+    conn: psycopg.Connection[Any], schema: str, table: str, column: str
+) -> tuple[bool, str | None]:
+    """(has one, text) of the value that ``ADD COLUMN ... DEFAULT`` gave the existing rows.
+
+    A fast default fills existing rows without writing row changes to the WAL; the target must add
+    the column with the same value to hold the same rows. PostgreSQL keeps that value in
+    ``pg_attribute.attmissingval`` (a one-element array) until the table is rewritten.
+    """
+    row = conn.execute(
+        "SELECT a.atthasmissing, a.attmissingval::text"
+        " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND NOT a.attisdropped",
+        (schema, table, column),
+    ).fetchone()
+    if row is None or not row[0] or row[1] is None:
+        return False, None
+    return True, _single_array_element(str(row[1]))
+
+
+def _single_array_element(text: str) -> str | None:
+    """The element of a one-element array literal such as ``{1.5}`` or ``{"a b"}``."""
+    inner = text[1:-1] if text.startswith("{") and text.endswith("}") else text
+    if inner.startswith('"') and inner.endswith('"'):
+        out, i, body = [], 0, inner[1:-1]
+        while i < len(body):
+            ch = body[i]
+            if ch == "\\" and i + 1 < len(body):
+                i += 1
+                ch = body[i]
+            out.append(ch)
+            i += 1
+        return "".join(out)
+    return None if inner == "NULL" else inner

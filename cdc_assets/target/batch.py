@@ -1,0 +1,267 @@
+"""One CDC batch on the target: route decoded changes to tables, follow schema changes, truncate.
+
+Everything here runs inside one target transaction that the engine commits together with the
+watermark. Schema rules: a column the source added is added on the target (same type) before any
+row carrying it is staged; a column the target has but the source no longer sends (dropped or
+renamed), or one whose type differs, stops the batch with :class:`SchemaChangeError`, because
+applying past it would silently lose or mangle data.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cdc_assets.decoding.messages import Delete, Insert, Relation, Truncate, Update
+from cdc_assets.domain import PipelineSpec, TableRef
+from cdc_assets.errors import SchemaChangeError, SourceError, TargetError
+from cdc_assets.target.apply import TableApply
+from cdc_assets.target.catalog import TargetTable, describe_table
+
+DEFAULT_CHUNK = 50_000
+
+
+def target_table(spec: PipelineSpec, source: TableRef) -> TableRef:
+    """Where the full load put ``source``: same table name, in the pipeline's target schema."""
+    return TableRef(spec.target_schema, source.name)
+
+
+@dataclass
+class BatchCounts:
+    """What a batch applied, for the result and the run's metadata."""
+
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    truncates: int = 0
+    tables_changed: set[TableRef] = field(default_factory=set)  # source tables
+
+    @property
+    def changes(self) -> int:
+        """Row changes plus truncated tables."""
+        return self.inserts + self.updates + self.deletes + self.truncates
+
+
+class BatchApply:
+    """Routes one batch's changes to per-table appliers and flushes them in bounded chunks."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        spec: PipelineSpec,
+        *,
+        source_type: Callable[[int, int], str | None],
+        source_missing: Callable[[TableRef, str], tuple[bool, str | None]],
+        chunk_changes: int = DEFAULT_CHUNK,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        """``source_type(oid, typmod)`` spells a built-in source column type (None: user type).
+
+        User-defined types are mapped by the full load (enums re-created, domains to their base,
+        others to text), so their target spelling legitimately differs: they are not compared, and
+        a user-typed column added on the source is added as ``text`` (the value's text form).
+        """
+        self.conn = conn
+        self.spec = spec
+        self.source_type = source_type
+        self.source_missing = source_missing
+        self.chunk_changes = chunk_changes
+        self.log = log or (lambda _msg: None)
+        self.tables = set(spec.tables)
+        self.appliers: dict[int, TableApply] = {}  # relation id -> applier of its current shape
+        self.relations: dict[int, Relation] = {}
+        self.ignored: set[int] = set()
+        self.counts = BatchCounts()
+        self._pending = 0
+        self._stage_seq = 0
+        self._source_of: dict[TableRef, TableRef] = {}  # target table -> source table
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def relation(self, rel: Relation) -> None:
+        """Take a Relation message: check and, for added columns, alter the target table."""
+        source = TableRef(rel.namespace, rel.name)
+        if source not in self.tables:
+            self.ignored.add(rel.relation_id)  # published, but not one of this pipeline's tables
+            return
+        self.ignored.discard(rel.relation_id)
+        previous = self.relations.get(rel.relation_id)
+        if previous == rel and rel.relation_id in self.appliers:
+            return
+        current = self.appliers.pop(rel.relation_id, None)
+        if current is not None:
+            self._flush_one(current)
+        target = self._reconcile(source, rel)
+        self.relations[rel.relation_id] = rel
+        self.appliers[rel.relation_id] = self._applier(source, rel, target)
+        self._source_of[target.table] = source
+
+    def _reconcile(self, source: TableRef, rel: Relation) -> TargetTable:
+        dest = target_table(self.spec, source)
+        target = describe_table(self.conn, dest)
+        if target is None:
+            raise TargetError(
+                f"target table {dest} does not exist",
+                pipeline=self.spec.name,
+                table=str(source),
+                fix="reset the pipeline and run a new full load",
+            )
+        names = {c.name for c in rel.columns}
+        for gone in [c for c in target.columns if c not in names]:
+            raise SchemaChangeError(
+                f"column {gone!r} was dropped or renamed on the source; CDC cannot apply "
+                "changes without it",
+                pipeline=self.spec.name,
+                table=str(source),
+                fix=f"drop or rename column {gone!r} on the target table {dest} the same way "
+                "(or reset the pipeline for a new full load), then rerun",
+            )
+        altered = False
+        for col in rel.columns:
+            builtin = self.source_type(col.type_oid, col.type_modifier)
+            src_type = builtin or "text"
+            have = target.columns.get(col.name)
+            if have is None:
+                self._add_column(source, dest, col.name, src_type, builtin is not None)
+                self.log(f"{dest}: added column {col.name} {src_type} (added on the source)")
+                altered = True
+            elif builtin is not None and have != builtin:
+                raise SchemaChangeError(
+                    f"column {col.name!r} changed type on the source from {have} to {src_type}",
+                    pipeline=self.spec.name,
+                    table=str(source),
+                    fix=f"alter column {col.name!r} of {dest} to {src_type} on the target "
+                    "(or reset the pipeline for a new full load), then rerun",
+                )
+        if altered:
+            refreshed = describe_table(self.conn, dest)
+            assert refreshed is not None
+            target = refreshed
+        return target
+
+    def _add_column(
+        self, source: TableRef, dest: TableRef, column: str, type_sql: str, builtin: bool
+    ) -> None:
+        """Add a source column on the target; existing rows get what they got on the source.
+
+        ``ADD COLUMN ... DEFAULT`` fills existing source rows without sending them as changes, so
+        the target column is added with that same value as a default (then the default is
+        dropped: every later row arrives with its value).
+        """
+        has_missing, value = self.source_missing(source, column)
+        table = sql.Identifier(dest.schema, dest.name)
+        ident = sql.Identifier(column)
+        type_ = sql.SQL(type_sql)  # type: ignore[arg-type]  # format_type() output, catalog text
+        stmt = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, ident, type_)
+        if has_missing and value is not None:
+            stmt += sql.SQL(" DEFAULT {}::{}").format(sql.Literal(value), type_)
+        self.conn.execute(stmt)
+        if has_missing and value is not None:
+            self.conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(table, ident)
+            )
+
+    def _applier(self, source: TableRef, rel: Relation, target: TargetTable) -> TableApply:
+        columns = [c.name for c in rel.columns]
+        pk = target.primary_key
+        if rel.replica_identity in ("d", "i") and rel.key_columns:
+            key = rel.key_columns
+            upsert = set(pk) == set(key)
+        elif rel.replica_identity == "f":
+            key = pk if pk and all(k in columns for k in pk) else ()
+            upsert = bool(key)
+        else:
+            raise SourceError(
+                "table has no primary key and no REPLICA IDENTITY FULL, so updates and deletes "
+                "cannot be matched on the target",
+                pipeline=self.spec.name,
+                table=str(source),
+                fix=f"add a primary key to {source} or run ALTER TABLE {source} REPLICA "
+                "IDENTITY FULL on the source",
+            )
+        self._stage_seq += 1
+        return TableApply(
+            self.conn,
+            pipeline=self.spec.name,
+            target=target,
+            columns=columns,
+            key=key,
+            upsert=upsert,
+            stage_name=f"_cdc_stage_{self.spec.name}_{self._stage_seq}",
+        )
+
+    # -- changes -----------------------------------------------------------------------------
+
+    def _for(self, relation_id: int) -> TableApply | None:
+        if relation_id in self.ignored:
+            return None
+        applier = self.appliers.get(relation_id)
+        if applier is None:
+            raise SourceError(
+                f"change for relation {relation_id} arrived before its Relation message",
+                pipeline=self.spec.name,
+                fix="report this: the pgoutput stream is out of order",
+            )
+        return applier
+
+    def insert(self, msg: Insert) -> None:
+        """Stage an insert."""
+        applier = self._for(msg.relation_id)
+        if applier is not None:
+            applier.insert(msg.new)
+            self.counts.inserts += 1
+            self._changed(applier)
+
+    def update(self, msg: Update) -> None:
+        """Stage an update."""
+        applier = self._for(msg.relation_id)
+        if applier is not None:
+            applier.update(msg.old_kind, msg.old, msg.new)
+            self.counts.updates += 1
+            self._changed(applier)
+
+    def delete(self, msg: Delete) -> None:
+        """Stage a delete."""
+        applier = self._for(msg.relation_id)
+        if applier is not None:
+            applier.delete(msg.old)
+            self.counts.deletes += 1
+            self._changed(applier)
+
+    def truncate(self, msg: Truncate) -> None:
+        """Empty the target tables now; their pending changes are moot, others' stay pending."""
+        targets = []
+        for relid in msg.relation_ids:
+            applier = self._for(relid)
+            if applier is None:
+                continue
+            self._pending -= applier.raw
+            applier.discard()
+            targets.append(applier.target.table)
+            self.counts.tables_changed.add(self._source_of[applier.target.table])
+        if not targets:
+            return
+        self.conn.execute(
+            sql.SQL("TRUNCATE {}").format(
+                sql.SQL(", ").join(sql.Identifier(t.schema, t.name) for t in targets)
+            )
+        )
+        self.counts.truncates += len(targets)
+
+    def _changed(self, applier: TableApply) -> None:
+        self.counts.tables_changed.add(self._source_of[applier.target.table])
+        self._pending += 1
+        if self._pending >= self.chunk_changes:
+            self.flush()
+
+    def _flush_one(self, applier: TableApply) -> None:
+        self._pending -= applier.raw
+        applier.flush()
+
+    def flush(self) -> None:
+        """Write every table's pending chunk (bounded memory within one source transaction)."""
+        for applier in self.appliers.values():
+            self._flush_one(applier)
+        self._pending = 0
