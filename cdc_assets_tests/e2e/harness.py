@@ -1,0 +1,272 @@
+"""A real Dagster deployment for the e2e tests: dagster-webserver + dagster-daemon subprocesses.
+
+One stack per session: a DAGSTER_HOME holding the repository's ``dagster.yaml``, Dagster storage in
+a fresh database of the test PostgreSQL (dagster-postgres), a control database with the schema.
+Each process gets its own session (process group) and log file; teardown kills the groups
+(SIGTERM, then SIGKILL after a deadline) and checks nothing is left.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from cdc_assets.embedded import free_port
+from cdc_assets_tests.support import create_database, drop_database, sqlalchemy_url, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+LOCATION = "cdc_assets"
+RUN_STATUS_SENSORS = (
+    "pipeline_run_started_sensor",
+    "pipeline_run_success_sensor",
+    "pipeline_run_failure_sensor",
+    "pipeline_run_canceled_sensor",
+)
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+@dataclass
+class Proc:
+    """One started process group and its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return f"--- {self.name} log {self.log} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class DagsterStack:
+    """Webserver, daemon and the environment they share."""
+
+    home: Path
+    env: dict[str, str]
+    port: int
+    control_url: str
+    dagster_pg_url: str
+    procs: dict[str, Proc] = field(default_factory=dict)
+    _all_pids: set[int] = field(default_factory=set)
+
+    # -- processes ------------------------------------------------------------------------
+
+    def _start(self, name: str, args: list[str]) -> Proc:
+        log = self.home / f"{name}.log"
+        handle = log.open("ab")
+        popen = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        handle.close()
+        proc = Proc(name, popen, log)
+        self.procs[name] = proc
+        return proc
+
+    def start_webserver(self) -> None:
+        self._start(
+            "webserver",
+            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+             "-p", str(self.port)],
+        )
+
+    def start_daemon(self) -> None:
+        self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+
+    def group_pids(self, name: str) -> set[int]:
+        """Live processes of one started group (the process and everything in its session)."""
+        proc = self.procs[name]
+        pids = set()
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if os.getsid(p.info["pid"]) == proc.popen.pid:
+                    pids.add(p.info["pid"])
+            except (ProcessLookupError, PermissionError):
+                continue
+        return pids
+
+    def stop(self, name: str, *, timeout: float = 20) -> None:
+        """SIGTERM the whole group, SIGKILL what is left at the deadline; reap the leader."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        pgid = proc.popen.pid
+        with _suppress_missing():
+            os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(pgid):
+            proc.popen.poll()
+            time.sleep(0.2)
+        if _group_alive(pgid):
+            with _suppress_missing():
+                os.killpg(pgid, signal.SIGKILL)
+        proc.popen.wait(timeout=10)
+        wait_until(lambda: not _group_alive(pgid), timeout=10, describe=f"{name} group to exit")
+
+    def stop_daemon_only(self, *, timeout: float = 30) -> None:
+        """SIGTERM the daemon process alone (its code server and run workers keep running)."""
+        proc = self.procs["daemon"]
+        self._all_pids |= {proc.popen.pid}
+        proc.popen.send_signal(signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait(timeout=10)
+        # Keep the old group for the final cleanup under another name.
+        self.procs[f"daemon-{proc.popen.pid}"] = self.procs.pop("daemon")
+
+    def logs(self) -> str:
+        return "\n".join(p.tail() for p in self.procs.values())
+
+    # -- readiness -----------------------------------------------------------------------
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - local test server
+            return json.loads(resp.read())["data"]
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """``/server_info`` answers, the location is LOADED, every run-status sensor has ticked.
+
+        A run-status sensor's first tick only sets its cursor: runs before it are never seen.
+        """
+
+        def server_up() -> bool:
+            for proc in self.procs.values():
+                if proc.popen.poll() is not None:
+                    raise AssertionError(f"{proc.name} exited early\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(  # noqa: S310
+                    f"http://127.0.0.1:{self.port}/server_info", timeout=5
+                ) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        try:
+            wait_until(server_up, timeout=timeout, describe="webserver /server_info", interval=0.5)
+            wait_until(self.location_loaded, timeout=timeout, describe="code location LOADED",
+                       interval=0.5)
+            self.wait_sensors_ticked(timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
+
+    def location_loaded(self) -> bool:
+        data = self.graphql(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+            "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+        )
+        for entry in data["workspaceOrError"]["locationEntries"]:
+            if entry["name"] == LOCATION:
+                err = entry["locationOrLoadError"]
+                if err and err["__typename"] == "PythonError":
+                    raise AssertionError(f"code location failed to load: {err['message']}")
+                return bool(entry["loadStatus"] == "LOADED")
+        return False
+
+    def sensor_ticks(self) -> dict[str, int]:
+        data = self.graphql(
+            "query($sel: RepositorySelector!) { sensorsOrError(repositorySelector: $sel) { "
+            "... on Sensors { results { name sensorState { ticks(limit: 1) { id } } } } } }",
+            {"sel": {"repositoryName": "__repository__", "repositoryLocationName": LOCATION}},
+        )
+        results = data["sensorsOrError"].get("results", [])
+        return {r["name"]: len(r["sensorState"]["ticks"]) for r in results}
+
+    def wait_sensors_ticked(self, timeout: float = 120) -> None:
+        """Wait until every run-status sensor has ticked once (cursor initialised)."""
+
+        def ticked() -> bool:
+            ticks = self.sensor_ticks()
+            return all(ticks.get(name, 0) > 0 for name in RUN_STATUS_SENSORS)
+
+        wait_until(ticked, timeout=timeout, describe="run-status sensors' first tick", interval=1)
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        leaders = [p.popen.pid for p in self.procs.values()]
+        for name in list(self.procs):
+            self.stop(name)
+        left = [pid for pid in leaders if _group_alive(pid)]
+        assert not left, f"process groups still alive after teardown: {left}"
+
+
+class _suppress_missing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        return exc_type in (ProcessLookupError, PermissionError)
+
+
+def _group_alive(pgid: int) -> bool:
+    for p in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getsid(p.info["pid"]) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, PermissionError):
+            continue
+    return False
+
+
+def start_stack(admin_url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[DagsterStack]:
+    """Create home and databases, start webserver and daemon, yield when ready, tear down."""
+    home = Path(tempfile.mkdtemp(prefix="cdc_assets_dagster_"))
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    dagster_db = create_database(admin_url, "dagster")
+    control_db = create_database(admin_url, "ctl")
+    from cdc_assets.control.schema import init_schema
+
+    control_url = sqlalchemy_url(control_db)
+    init_schema(control_url)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": dagster_db,
+        "CDC_CONTROL_DB_URL": control_url,
+        "CDC_SENSOR_INTERVAL_S": "5",
+        "DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT": "50",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    stack = DagsterStack(home, env, free_port(), control_url, dagster_db)
+    try:
+        stack.start_webserver()
+        stack.start_daemon()
+        stack.wait_ready()
+        yield stack
+    except BaseException:
+        print(stack.logs(), file=sys.stderr)
+        raise
+    finally:
+        try:
+            stack.close()
+        finally:
+            drop_database(admin_url, control_db)
+            drop_database(admin_url, dagster_db)
+            shutil.rmtree(home, ignore_errors=True)
