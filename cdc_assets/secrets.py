@@ -41,6 +41,8 @@ def check_reference(ref: str) -> str:
         if not _ENV_NAME.fullmatch(var):
             raise BadReference(f"invalid environment variable name in {ref!r}")
         return ref
+    if any(c.isspace() for c in ref):
+        raise BadReference(f"URL {redact_url(ref)!r} contains whitespace (percent-encode it)")
     try:
         parts = urlsplit(ref)
     except ValueError as exc:

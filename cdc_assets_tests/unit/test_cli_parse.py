@@ -1,0 +1,86 @@
+"""cli.py without a database: argument parsing, field validation, table output."""
+
+import pytest
+
+from cdc_assets.cli import UsageError, build_parser, build_spec, format_table, main, parse_schema
+from cdc_assets.domain import Mode, TableRef
+
+pytestmark = pytest.mark.unit
+
+GOOD = {
+    "source": "env:CDC_CONN_S",
+    "target": "postgresql://u:pw@h/db",
+    "tables": ["public.orders", '"Sales"."Order Items"'],
+    "mode": "full_load",
+    "target_schema": "Shop",
+}
+
+
+def test_build_spec_canonicalises() -> None:
+    spec = build_spec("orders", **GOOD)  # type: ignore[arg-type]
+    assert spec.tables == (TableRef("public", "orders"), TableRef("Sales", "Order Items"))
+    assert spec.mode is Mode.FULL_LOAD and spec.target_schema == "shop"
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"name": "Bad"}, "NAME"),
+        ({"source": "x://y"}, "--source"),
+        ({"target": "env:"}, "--target"),
+        ({"tables": []}, "--table"),
+        ({"tables": ["a", "public.A"]}, "--table"),
+        ({"mode": "cdc"}, "--mode"),
+        ({"target_schema": '"a"b"'}, "--target-schema"),
+    ],
+)
+def test_build_spec_names_the_field(override: dict[str, object], field: str) -> None:
+    args: dict[str, object] = {"name": "orders", **GOOD, **override}
+    name = args.pop("name")
+    with pytest.raises(UsageError) as info:
+        build_spec(name, **args)  # type: ignore[arg-type]
+    assert str(info.value).startswith(field)
+
+
+def test_field_errors_redact_passwords() -> None:
+    with pytest.raises(UsageError) as info:
+        build_spec("orders", **{**GOOD, "source": "mysql://u:hunter22@h/db"})  # type: ignore[arg-type]
+    assert "hunter22" not in str(info.value) and "u:***@h" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "schema"),
+    [
+        ("public", "public"),
+        ("Shop", "shop"),
+        ('"Shop"', "Shop"),
+        ('"a b"', "a b"),
+        ('"q""t"', 'q"t'),
+    ],
+)
+def test_parse_schema(text: str, schema: str) -> None:
+    assert parse_schema(text) == schema
+
+
+def test_parser_accepts_control_url_before_or_after_the_command() -> None:
+    parser = build_parser()
+    a = parser.parse_args(["--control-db-url", "X", "pipeline", "list"])
+    b = parser.parse_args(["pipeline", "list", "--control-db-url", "X"])
+    assert a.control_db_url == b.control_db_url == "X"
+    run = parser.parse_args(["run", "p", "--phase", "cdc"])
+    assert (run.name, run.phase) == ("p", "cdc")
+
+
+def test_usage_errors_return_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pipeline", "frobnicate"]) == 2
+    assert main([]) == 2
+    assert main(["--help"]) == 0
+    _out, err = capsys.readouterr()
+    assert "invalid choice" in err
+
+
+def test_format_table_aligns_columns() -> None:
+    text = format_table(["A", "BB", "C"], [["xxx", "y", "z"], ["1", "22222", ""]])
+    lines = text.splitlines()
+    assert lines[0].index("BB") == lines[1].index("y") == lines[2].index("22222") == 5
+    assert all(line == line.rstrip() for line in lines)
