@@ -1,0 +1,1 @@
+"""Alembic migrations of the control schema (run by ``control.schema.init_schema``)."""
