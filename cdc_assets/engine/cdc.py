@@ -81,8 +81,16 @@ def _session(conn: psycopg.Connection[Any]) -> None:
         conn.execute(stmt)
 
 
+SLOT_BUSY_WAIT_S = 15.0
+
+
 def _check_slot(spec: PipelineSpec, src: psycopg.Connection[Any]) -> changes.SlotInfo:
     slot = changes.get_slot(src, spec.slot_name)
+    deadline = time.monotonic() + SLOT_BUSY_WAIT_S
+    # A reader killed a moment ago keeps the slot until its backend notices: give it a moment.
+    while slot is not None and slot.active_pid is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        slot = changes.get_slot(src, spec.slot_name)
     if slot is None:
         raise ConsistencyError(
             f"replication slot {spec.slot_name} is missing: changes since the last batch are lost",
@@ -101,6 +109,12 @@ def _check_slot(spec: PipelineSpec, src: psycopg.Connection[Any]) -> changes.Slo
             f"replication slot {spec.slot_name} lost the WAL it needed (wal_status lost)",
             pipeline=spec.name,
             fix="reset the pipeline and run a new full load; raise max_slot_wal_keep_size",
+        )
+    if slot.active_pid is not None:
+        raise SourceError(
+            f"replication slot {spec.slot_name} is in use by server process {slot.active_pid}",
+            pipeline=spec.name,
+            fix="wait for the other reader to finish, or terminate that process",
         )
     if not changes.publication_exists(src, spec.publication_name):
         raise ConsistencyError(
