@@ -225,6 +225,8 @@ def run_cdc_batch(
                             transactions += 1
                             last_end = Lsn(msg.end_lsn)
                         skipping = False
+                    elif isinstance(msg, Relation):
+                        batch.relation(msg)  # kept even in skipped transactions
                     elif skipping:
                         continue
                     elif isinstance(msg, Insert):
@@ -233,8 +235,6 @@ def run_cdc_batch(
                         batch.update(msg)
                     elif isinstance(msg, Delete):
                         batch.delete(msg)
-                    elif isinstance(msg, Relation):
-                        batch.relation(msg)
                     elif isinstance(msg, Truncate):
                         batch.truncate(msg)
                     # Origin, Type and logical messages carry nothing to apply.

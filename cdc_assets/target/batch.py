@@ -71,7 +71,8 @@ class BatchApply:
         self.log = log or (lambda _msg: None)
         self.tables = set(spec.tables)
         self.appliers: dict[int, TableApply] = {}  # relation id -> applier of its current shape
-        self.relations: dict[int, Relation] = {}
+        self.relations: dict[int, Relation] = {}  # relation id -> shape the applier was made for
+        self.latest: dict[int, Relation] = {}  # relation id -> last Relation message seen
         self.ignored: set[int] = set()
         self.counts = BatchCounts()
         self._pending = 0
@@ -81,22 +82,31 @@ class BatchApply:
     # -- schema ------------------------------------------------------------------------------
 
     def relation(self, rel: Relation) -> None:
-        """Take a Relation message: check and, for added columns, alter the target table."""
+        """Remember a Relation message; the target is checked at the relation's next change.
+
+        pgoutput sends a relation's schema once per decoding session, possibly inside a source
+        transaction the batch skips (already applied), so it must be kept even then; and checking
+        lazily means a schema from a skipped transaction never alters the target.
+        """
+        self.latest[rel.relation_id] = rel
+
+    def _activate(self, rel: Relation) -> TableApply | None:
+        """Check the target against ``rel`` (adding columns), and route its changes from now."""
         source = TableRef(rel.namespace, rel.name)
         if source not in self.tables:
             self.ignored.add(rel.relation_id)  # published, but not one of this pipeline's tables
-            return
+            self.relations[rel.relation_id] = rel
+            return None
         self.ignored.discard(rel.relation_id)
-        previous = self.relations.get(rel.relation_id)
-        if previous == rel and rel.relation_id in self.appliers:
-            return
         current = self.appliers.pop(rel.relation_id, None)
         if current is not None:
             self._flush_one(current)
         target = self._reconcile(source, rel)
         self.relations[rel.relation_id] = rel
-        self.appliers[rel.relation_id] = self._applier(source, rel, target)
+        applier = self._applier(source, rel, target)
+        self.appliers[rel.relation_id] = applier
         self._source_of[target.table] = source
+        return applier
 
     def _reconcile(self, source: TableRef, rel: Relation) -> TargetTable:
         dest = target_table(self.spec, source)
@@ -195,16 +205,18 @@ class BatchApply:
     # -- changes -----------------------------------------------------------------------------
 
     def _for(self, relation_id: int) -> TableApply | None:
-        if relation_id in self.ignored:
-            return None
-        applier = self.appliers.get(relation_id)
-        if applier is None:
+        rel = self.latest.get(relation_id)
+        if rel is None:
             raise SourceError(
                 f"change for relation {relation_id} arrived before its Relation message",
                 pipeline=self.spec.name,
                 fix="report this: the pgoutput stream is out of order",
             )
-        return applier
+        if self.relations.get(relation_id) is not rel:
+            return self._activate(rel)
+        if relation_id in self.ignored:
+            return None
+        return self.appliers[relation_id]
 
     def insert(self, msg: Insert) -> None:
         """Stage an insert."""
