@@ -1,5 +1,9 @@
 """cli.py without a database: argument parsing, field validation, table output."""
 
+import os
+import sys
+import types
+
 import pytest
 
 from cdc_assets.cli import UsageError, build_parser, build_spec, format_table, main, parse_schema
@@ -84,3 +88,38 @@ def test_format_table_aligns_columns() -> None:
     lines = text.splitlines()
     assert lines[0].index("BB") == lines[1].index("y") == lines[2].index("22222") == 5
     assert all(line == line.rstrip() for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("argv", "module"),
+    [
+        (["run", "p"], "cdc_assets.ops_cli"),
+        (["reconcile"], "cdc_assets.ops_cli"),
+        (["demo"], "cdc_assets.demo"),
+    ],
+)
+def test_delegated_command_missing_module_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    module: str,
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes the import raise ImportError
+    assert main(argv) == 1
+    _out, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and "unavailable" in err
+
+
+def test_run_delegates_with_the_control_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, str] = {}
+
+    def run_pipeline(name: str, phase: str) -> int:
+        seen.update(name=name, phase=phase, url=os.environ["CDC_CONTROL_DB_URL"])
+        return 7
+
+    fake = types.ModuleType("cdc_assets.ops_cli")
+    fake.run_pipeline = run_pipeline  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cdc_assets.ops_cli", fake)
+    monkeypatch.setenv("CDC_CONTROL_DB_URL", "unused")
+    assert main(["run", "orders", "--phase", "cdc", "--control-db-url", "postgresql://c/x"]) == 7
+    assert seen == {"name": "orders", "phase": "cdc", "url": "postgresql://c/x"}
