@@ -89,3 +89,11 @@ def control_url(new_db: DbFactory) -> str:
     url = sqlalchemy_url(new_db("ctl"))
     init_schema(url)
     return url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Point at the artifacts (UI screenshots) the e2e tests left, so people can look at them."""
+    artifacts = Path(os.environ.get("CDC_TEST_ARTIFACTS", "test-artifacts")).resolve()
+    if artifacts.is_dir():
+        for path in sorted(artifacts.glob("*.png")):
+            terminalreporter.write_line(f"test artifact (screenshot): {path}")
