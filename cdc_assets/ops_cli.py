@@ -19,9 +19,9 @@ def execute_pipeline(
     instance: "dg.DagsterInstance", name: str, phase: Phase, *, defs: Any = None
 ) -> "dg.ExecuteInProcessResult":
     """Run the pipeline's job in-process exactly as a launched run (partition, tags, hooks)."""
+    from cdc_assets.definitions import build_defs
     from cdc_assets.defs.partitions import PIPELINES_PARTITIONS_NAME
     from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, launch_tags
-    from cdc_assets.definitions import build_defs
     from cdc_assets.settings import Settings
 
     settings = Settings.from_env()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import apply_write, error_text, run_fact, run_failure_message
@@ -151,6 +152,10 @@ def launch_full_load_requests(
     names = {r.name for r in rows}
     to_add = sorted(r.name for r in rows if r.enabled and r.name not in existing)
     to_remove = sorted(existing - names)
+    if to_add:
+        # Added now rather than via the result: run requests of this tick are validated against
+        # the partitions that exist, and an add is idempotent if the tick is retried.
+        instance.add_dynamic_partitions(PIPELINES_PARTITIONS, to_add)
     candidates = [r for r in rows if r.enabled and r.full_load_status is FullLoadStatus.NOT_STARTED]
     busy = active_pipelines(instance, [r.name for r in candidates])
     requests = [
@@ -164,8 +169,6 @@ def launch_full_load_requests(
         if r.name not in busy
     ]
     partition_requests: list[Any] = []
-    if to_add:
-        partition_requests.append(dg.AddDynamicPartitionsRequest(PIPELINES_PARTITIONS, to_add))
     if to_remove:
         partition_requests.append(
             dg.DeleteDynamicPartitionsRequest(PIPELINES_PARTITIONS, to_remove)
@@ -178,6 +181,7 @@ def launch_sensor(settings: Settings) -> Any:
 
     @dg.sensor(
         name="launch_full_loads_sensor",
+        job=full_load_job,
         minimum_interval_seconds=settings.sensor_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Adds a partition per pipeline row and launches first full loads.",
@@ -252,6 +256,7 @@ def cdc_sensor(settings: Settings) -> Any:
 
     @dg.sensor(
         name="launch_cdc_batches_sensor",
+        job=cdc_sync_job,
         minimum_interval_seconds=settings.sensor_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Launches cdc_sync_job for CDC pipelines with pending changes.",

@@ -84,8 +84,15 @@ class DagsterStack:
     def start_webserver(self) -> None:
         self._start(
             "webserver",
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
-             "-p", str(self.port)],
+            [
+                str(BIN / "dagster-webserver"),
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
         )
 
     def start_daemon(self) -> None:
@@ -146,7 +153,7 @@ class DagsterStack:
             data=body,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - local test server
+        with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())["data"]
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -160,7 +167,7 @@ class DagsterStack:
                 if proc.popen.poll() is not None:
                     raise AssertionError(f"{proc.name} exited early\n{self.logs()}")
             try:
-                with urllib.request.urlopen(  # noqa: S310
+                with urllib.request.urlopen(
                     f"http://127.0.0.1:{self.port}/server_info", timeout=5
                 ) as resp:
                     return resp.status == 200
@@ -169,8 +176,9 @@ class DagsterStack:
 
         try:
             wait_until(server_up, timeout=timeout, describe="webserver /server_info", interval=0.5)
-            wait_until(self.location_loaded, timeout=timeout, describe="code location LOADED",
-                       interval=0.5)
+            wait_until(
+                self.location_loaded, timeout=timeout, describe="code location LOADED", interval=0.5
+            )
             self.wait_sensors_ticked(timeout)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.logs()}") from None
@@ -234,7 +242,9 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def start_stack(admin_url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[DagsterStack]:
+def start_stack(
+    admin_url: str, *, extra_env: dict[str, str] | None = None
+) -> Iterator[DagsterStack]:
     """Create home and databases, start webserver and daemon, yield when ready, tear down."""
     home = Path(tempfile.mkdtemp(prefix="cdc_assets_dagster_"))
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")

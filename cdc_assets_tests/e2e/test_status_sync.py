@@ -7,6 +7,7 @@ the run's end, and that ``pipeline_events`` tells the story. Measured lags are a
 """
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -85,7 +86,9 @@ def run_status(instance: dg.DagsterInstance, run_id: str) -> str:
     return run.status.value
 
 
-def wait_run(instance: dg.DagsterInstance, run_id: str, statuses: set[str], timeout: float = 90) -> str:
+def wait_run(
+    instance: dg.DagsterInstance, run_id: str, statuses: set[str], timeout: float = 90
+) -> str:
     return wait_until(
         lambda: (s := run_status(instance, run_id)) in statuses and s,
         timeout=timeout,
@@ -117,9 +120,11 @@ def assert_synced(
     status = record_.dagster_run.status.value
     expected = FULL_LOAD_EXPECTED[status]
     row = wait_until(
-        lambda: (r := repo.get(name)).full_load_status is expected
-        and r.full_load_run_id == run_id
-        and r,
+        lambda: (
+            (r := repo.get(name)).full_load_status is expected
+            and r.full_load_run_id == run_id
+            and r
+        ),
         timeout=SYNC_DEADLINE_S + 5,
         describe=f"{name} to be {expected} for run {run_id}",
     )
@@ -139,15 +144,24 @@ def assert_synced(
     lag = written.timestamp() - record_.end_time
     # The authoritative writers confirm the row for this run (sensor tick or reconciler).
     authority = wait_until(
-        lambda: (a := repo.get(name).full_load_authority) in (Writer.SENSOR, Writer.RECONCILER)
-        and a,
+        lambda: (
+            (a := repo.get(name).full_load_authority) in (Writer.SENSOR, Writer.RECONCILER) and a
+        ),
         timeout=SYNC_DEADLINE_S + 30,
         describe=f"{name}: a run-record writer to confirm {expected}",
     )
     confirmed = time.time() - record_.end_time
     writers = sorted({e.writer.value for e in final})
-    record(stack, scenario, status=status, row=expected.value, lag_s=round(lag, 2),
-           first_writer=writers, confirmed_by=authority.value, confirmed_within_s=round(confirmed, 1))
+    record(
+        stack,
+        scenario,
+        status=status,
+        row=expected.value,
+        lag_s=round(lag, 2),
+        first_writer=writers,
+        confirmed_by=authority.value,
+        confirmed_within_s=round(confirmed, 1),
+    )
     assert lag <= SYNC_DEADLINE_S, f"row written {lag:.1f}s after the run ended"
     return {"row": row, "lag": lag}
 
@@ -156,8 +170,11 @@ def assert_synced(
 def blocked_source(url: str, table: str = "orders") -> Iterator[None]:
     """Hold an ACCESS EXCLUSIVE lock on the source table: the load waits inside the engine."""
     with psycopg.connect(url) as conn:
-        conn.execute(psycopg.sql.SQL("LOCK TABLE public.{} IN ACCESS EXCLUSIVE MODE").format(
-            psycopg.sql.Identifier(table)))
+        conn.execute(
+            psycopg.sql.SQL("LOCK TABLE public.{} IN ACCESS EXCLUSIVE MODE").format(
+                psycopg.sql.Identifier(table)
+            )
+        )
         yield
         conn.rollback()
 
@@ -189,8 +206,15 @@ def test_ui_launch_success(stack, dagster_instance, control, client, new_db, ass
     run_id = launch(client, name, asset=asset)
     assert wait_run(dagster_instance, run_id, TERMINAL) == "SUCCESS"
 
-    assert_synced(stack, dagster_instance, control, name, run_id,
-                  "1 ui " + ("asset" if asset else "job"), before=before)
+    assert_synced(
+        stack,
+        dagster_instance,
+        control,
+        name,
+        run_id,
+        "1 ui " + ("asset" if asset else "job"),
+        before=before,
+    )
     assert count(dst) == 200
     story = [(old, new) for phase, old, new, _ in events(control, name) if phase == "full_load"]
     assert story == [("NOT_STARTED", "IN_PROGRESS"), ("IN_PROGRESS", "COMPLETED")]
@@ -237,13 +261,20 @@ def test_sensor_launch_from_plain_insert(stack, dagster_instance, control, new_d
 def test_op_failure_names_the_table(stack, dagster_instance, control, client, new_db) -> None:
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=5)
-    name = add_pipeline(control, dagster_instance, "opfail", src, dst,
-                        tables=("public.orders", "public.no_such_table"))
+    name = add_pipeline(
+        control,
+        dagster_instance,
+        "opfail",
+        src,
+        dst,
+        tables=("public.orders", "public.no_such_table"),
+    )
     before = now()
     run_id = launch(client, name)
     assert wait_run(dagster_instance, run_id, TERMINAL) == "FAILURE"
-    out = assert_synced(stack, dagster_instance, control, name, run_id, "3 op failure",
-                        before=before)
+    out = assert_synced(
+        stack, dagster_instance, control, name, run_id, "3 op failure", before=before
+    )
     assert "no_such_table" in out["row"].last_error
     assert [new for _, _, new, _ in events(control, name)] == ["IN_PROGRESS", "FAILED"]
 
@@ -260,8 +291,9 @@ def test_resource_failure_before_the_op(stack, dagster_instance, control, client
     before = now()
     run_id = launch(client, name)
     assert wait_run(dagster_instance, run_id, TERMINAL) == "FAILURE"
-    out = assert_synced(stack, dagster_instance, control, name, run_id, "4 resource failure",
-                        before=before)
+    out = assert_synced(
+        stack, dagster_instance, control, name, run_id, "4 resource failure", before=before
+    )
     assert "cannot connect to source" in out["row"].last_error
     assert "secret_pw" not in out["row"].last_error
     writers = {w for _, _, _, w in events(control, name)}
@@ -278,7 +310,9 @@ def test_cancel_during_load(stack, dagster_instance, control, client, new_db) ->
     before = now()
     with blocked_source(src):
         run_id = launch(client, name)
-        wait_until(lambda: source_waiting(src), timeout=60, describe="the load to block on the source")
+        wait_until(
+            lambda: source_waiting(src), timeout=60, describe="the load to block on the source"
+        )
         assert repo_status(control, name) is FullLoadStatus.IN_PROGRESS
         client.terminate_run(run_id)
         assert wait_run(dagster_instance, run_id, TERMINAL) == "CANCELED"
@@ -294,11 +328,12 @@ def repo_status(repo: PipelineRepository, name: str) -> FullLoadStatus:
 # -- 6. kill -9 of the run worker --------------------------------------------------------------
 
 
-def run_worker(run_id: str) -> psutil.Process | None:
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if run_id in cmd and "execute_run" in cmd:
-            return p
+def run_worker(instance: dg.DagsterInstance, run_id: str) -> psutil.Process | None:
+    """The run worker's process, from the in-process executor's "(pid: N)" engine event."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        match = re.search(r"Executing steps in process \(pid: (\d+)\)", entry.message or "")
+        if match:
+            return psutil.Process(int(match.group(1)))
     return None
 
 
@@ -309,17 +344,24 @@ def test_kill_run_worker(stack, dagster_instance, control, client, new_db) -> No
     before = now()
     with blocked_source(src):
         run_id = launch(client, name)
-        wait_until(lambda: source_waiting(src), timeout=60, describe="the load to block on the source")
-        worker = wait_until(lambda: run_worker(run_id), timeout=10, describe="the run worker")
+        wait_until(
+            lambda: source_waiting(src), timeout=60, describe="the load to block on the source"
+        )
+        worker = wait_until(
+            lambda: run_worker(dagster_instance, run_id), timeout=10, describe="the run worker"
+        )
         worker.kill()
         assert wait_run(dagster_instance, run_id, TERMINAL, timeout=60) == "FAILURE"
-    out = assert_synced(stack, dagster_instance, control, name, run_id, "6 kill -9",
-                        before=before)
+    out = assert_synced(stack, dagster_instance, control, name, run_id, "6 kill -9", before=before)
     row = out["row"]
     # A late success hook from an orphaned process cannot turn it back.
     changed = control.transition_full_load(
-        name, FullLoadStatus.COMPLETED, run_id=run_id, run_created_at=row.full_load_run_created_at,
-        writer=Writer.HOOK, rows=20,
+        name,
+        FullLoadStatus.COMPLETED,
+        run_id=run_id,
+        run_created_at=row.full_load_run_created_at,
+        writer=Writer.HOOK,
+        rows=20,
     )
     assert changed is False
     assert repo_status(control, name) is FullLoadStatus.FAILED
@@ -351,8 +393,7 @@ def test_daemon_down_then_catches_up(stack, dagster_instance, control, client, n
         describe="the restarted daemon's sensors to confirm the row",
     )
     record(stack, "7 daemon restart", caught_up_s=round(time.time() - ended, 1))
-    assert_synced(stack, dagster_instance, control, name, run_id, "7 daemon restart",
-                  before=before)
+    assert_synced(stack, dagster_instance, control, name, run_id, "7 daemon restart", before=before)
 
 
 # -- 8. two launches of one pipeline at once --------------------------------------------------
@@ -374,7 +415,9 @@ def test_two_launches_at_once(stack, dagster_instance, control, client, new_db) 
         # ... and a run that bypasses the coordinator loses the database lock untouched.
         result: dict[str, Any] = {}
         t = threading.Thread(
-            target=lambda: result.update(r=execute_pipeline(dagster_instance, name, Phase.FULL_LOAD))
+            target=lambda: result.update(
+                r=execute_pipeline(dagster_instance, name, Phase.FULL_LOAD)
+            )
         )
         t.start()
         t.join(timeout=60)
@@ -402,13 +445,15 @@ def test_late_event_of_older_run_changes_nothing(
 
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=10)
-    name = add_pipeline(control, dagster_instance, "late", src, dst,
-                        tables=("public.orders", "public.missing"))
+    name = add_pipeline(
+        control, dagster_instance, "late", src, dst, tables=("public.orders", "public.missing")
+    )
     old = launch(client, name)
     assert wait_run(dagster_instance, old, TERMINAL) == "FAILURE"
     with psycopg.connect(stack.control_url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute("UPDATE public.pipelines SET tables = ARRAY['public.orders'] WHERE name = %s",
-                     (name,))
+        conn.execute(
+            "UPDATE public.pipelines SET tables = ARRAY['public.orders'] WHERE name = %s", (name,)
+        )
     before = now()
     new = launch(client, name)
     assert wait_run(dagster_instance, new, TERMINAL) == "SUCCESS"
@@ -417,9 +462,11 @@ def test_late_event_of_older_run_changes_nothing(
 
     defs = build_defs(Settings())
     sensor = defs.resolve_sensor_def("pipeline_run_failure_sensor")
-    failure = dagster_instance.get_records_for_run(
-        old, of_type=dg.DagsterEventType.RUN_FAILURE
-    ).records[0].event_log_entry.dagster_event
+    failure = (
+        dagster_instance.get_records_for_run(old, of_type=dg.DagsterEventType.RUN_FAILURE)
+        .records[0]
+        .event_log_entry.dagster_event
+    )
     with dg.build_run_status_sensor_context(
         sensor_name="pipeline_run_failure_sensor",
         dagster_event=failure,
@@ -431,7 +478,9 @@ def test_late_event_of_older_run_changes_nothing(
 
     row = control.get(name)
     assert (row.full_load_status, row.full_load_run_id, row.last_error) == (
-        FullLoadStatus.COMPLETED, new, None,
+        FullLoadStatus.COMPLETED,
+        new,
+        None,
     )
     assert len(control.events(name, limit=100)) == n_events
 
@@ -440,16 +489,21 @@ def test_late_event_of_older_run_changes_nothing(
 
 
 def test_cdc_follows_full_load(stack, dagster_instance, control, new_db) -> None:
-    pytest.importorskip("cdc_assets.engine.cdc", reason="engine/cdc.py has not landed yet")
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=10)
     name = unique("cdc")
     control.add(spec(name, src, dst, mode=Mode.FULL_LOAD_AND_CDC))
-    wait_until(lambda: control.get(name).full_load_status is FullLoadStatus.COMPLETED,
-               timeout=90, describe="the full load")
+    wait_until(
+        lambda: control.get(name).full_load_status is FullLoadStatus.COMPLETED,
+        timeout=90,
+        describe="the full load",
+    )
     with psycopg.connect(src, autocommit=True) as conn:
         conn.execute("INSERT INTO public.orders VALUES (1000, 'new')")
     wait_until(lambda: count(dst) == 11, timeout=90, describe="the insert to reach the target")
-    row = wait_until(lambda: (r := control.get(name)).cdc_status.value == "ACTIVE" and r,
-                     timeout=30, describe="cdc ACTIVE")
+    row = wait_until(
+        lambda: (r := control.get(name)).cdc_status.value == "ACTIVE" and r,
+        timeout=30,
+        describe="cdc ACTIVE",
+    )
     assert row.cdc_lsn is not None

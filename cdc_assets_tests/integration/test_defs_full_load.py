@@ -1,4 +1,4 @@
-"""The full-load asset in a real Dagster instance: op and hook writes, metadata, lock, reconciler."""
+"""The full-load asset in a real Dagster instance: op and hook writes, lock, reconciler."""
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -8,10 +8,10 @@ import pytest
 from dagster import instance_for_test
 
 from cdc_assets.control.repository import PipelineRepository
+from cdc_assets.definitions import build_defs
 from cdc_assets.defs.full_load import TARGET_TABLES
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.tags import TAG_LOCK_CONFLICT, TAG_PIPELINE
-from cdc_assets.definitions import build_defs
 from cdc_assets.domain import FullLoadStatus, Phase, Writer
 from cdc_assets.ops_cli import execute_pipeline
 from cdc_assets.settings import Settings
