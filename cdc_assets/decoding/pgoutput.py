@@ -64,6 +64,64 @@ def pg_timestamp(micros: int) -> datetime:
         return datetime.max.replace(tzinfo=UTC) if micros > 0 else datetime.min.replace(tzinfo=UTC)
 
 
+def _tuple(buf: bytes, pos: int) -> tuple[Row, int]:
+    """TupleData at ``pos``: Int16 column count, then per column a kind byte and maybe a value.
+
+    The hot path of the whole engine (one call per changed row): local names only, no method
+    calls per column, and one bounds check per value.
+    """
+    size = len(buf)
+    if pos + 2 > size:
+        raise DecodeError(f"message {chr(buf[0])!r} truncated reading tuple column count")
+    n = (buf[pos] << 8) | buf[pos + 1]
+    if n & 0x8000:
+        raise DecodeError(f"message {chr(buf[0])!r}: negative column count {n - 0x10000}")
+    pos += 2
+    unpack = _I32.unpack_from
+    values: list[TupleValue] = []
+    append = values.append
+    try:
+        for _ in range(n):
+            kind = buf[pos]
+            if kind == _TEXT:
+                (length,) = unpack(buf, pos + 1)
+                pos += 5
+                end = pos + length
+                if length < 0 or end > size:
+                    raise DecodeError(
+                        f"message {chr(buf[0])!r}: column value of {length} bytes at byte "
+                        f"{pos} runs past the end ({size} bytes)"
+                    )
+                append(buf[pos:end])
+                pos = end
+            elif kind == _NULL:
+                append(None)
+                pos += 1
+            elif kind == _UNCHANGED:
+                append(UNCHANGED_TOAST)
+                pos += 1
+            elif kind == _BINARY:
+                (length,) = unpack(buf, pos + 1)
+                pos += 5
+                end = pos + length
+                if length < 0 or end > size:
+                    raise DecodeError(
+                        f"message {chr(buf[0])!r}: column value of {length} bytes at byte "
+                        f"{pos} runs past the end ({size} bytes)"
+                    )
+                append(BinaryValue(buf[pos:end]))
+                pos = end
+            else:
+                raise DecodeError(
+                    f"message {chr(buf[0])!r}: unknown tuple value kind {kind!r} at byte {pos}"
+                )
+    except (IndexError, StructError):
+        raise DecodeError(
+            f"message {chr(buf[0])!r} truncated inside tuple data at byte {pos}"
+        ) from None
+    return tuple(values), pos
+
+
 class _Reader:
     """A cursor over one message's bytes; every read checks the remaining length."""
 
@@ -145,52 +203,9 @@ class _Reader:
             )
 
     def tuple_data(self) -> Row:
-        """TupleData: Int16 column count, then per column a kind byte and maybe a value.
-
-        The hot path of the whole engine (one call per changed row), hence the local variables.
-        """
-        buf = self.buf
-        n = self.i16("tuple column count")
-        if n < 0:
-            raise DecodeError(f"message {chr(buf[0])!r}: negative column count {n}")
-        pos = self.pos
-        size = len(buf)
-        unpack = _I32.unpack_from
-        values: list[TupleValue] = []
-        append = values.append
-        try:
-            for _ in range(n):
-                kind = buf[pos]
-                pos += 1
-                if kind in (_TEXT, _BINARY):
-                    (length,) = unpack(buf, pos)
-                    pos += 4
-                    end = pos + length
-                    if length < 0 or end > size:
-                        raise DecodeError(
-                            f"message {chr(buf[0])!r}: column value of {length} bytes at byte "
-                            f"{pos} runs past the end ({size} bytes)"
-                        )
-                    if kind == _TEXT:
-                        append(buf[pos:end])
-                    else:
-                        append(BinaryValue(buf[pos:end]))
-                    pos = end
-                elif kind == _NULL:
-                    append(None)
-                elif kind == _UNCHANGED:
-                    append(UNCHANGED_TOAST)
-                else:
-                    raise DecodeError(
-                        f"message {chr(buf[0])!r}: unknown tuple value kind {kind!r} at byte "
-                        f"{pos - 1}"
-                    )
-        except (IndexError, StructError):
-            raise DecodeError(
-                f"message {chr(buf[0])!r} truncated inside tuple data at byte {pos}"
-            ) from None
-        self.pos = pos
-        return tuple(values)
+        """TupleData at the current position (see :func:`_tuple`)."""
+        row, self.pos = _tuple(self.buf, self.pos)
+        return row
 
     def tuple_marker(self, allowed: bytes, what: str) -> str:
         b = self.u8(what)
@@ -317,11 +332,33 @@ _UNSUPPORTED = {
 }
 
 
+_FAST = {ord("I"): b"N", ord("U"): b"N", ord("D"): b"KO"}
+_RELID = Struct("!I")
+
+
+def _decode_fast(buf: bytes, kind: int) -> Message:
+    """Insert, Update without old tuple, and Delete: the bulk of any stream, decoded inline."""
+    (relid,) = _RELID.unpack_from(buf, 1)
+    row, pos = _tuple(buf, 6)
+    if pos != len(buf):
+        raise DecodeError(
+            f"message {chr(kind)!r} has {len(buf) - pos} unread trailing bytes "
+            f"(decoded {pos} of {len(buf)})"
+        )
+    if kind == 73:  # 'I'
+        return Insert(relid, row)
+    if kind == 85:  # 'U'
+        return Update(relid, None, None, row)
+    return Delete(relid, chr(buf[5]), row)
+
+
 def decode(data: bytes) -> Message:
     """Decode one whole pgoutput message, or raise :class:`DecodeError` saying what is wrong."""
     if not data:
         raise DecodeError("empty pgoutput message")
     kind = data[0]
+    if kind in _FAST and len(data) > 5 and data[5] in _FAST[kind]:
+        return _decode_fast(bytes(data), kind)
     fn = _DECODERS.get(kind)
     if fn is None:
         what = _UNSUPPORTED.get(kind)

@@ -218,7 +218,17 @@ def run_cdc_batch(
                 for data in _session_read:
                     rows += 1
                     msg = decode(data)
-                    if isinstance(msg, Begin):
+                    kind = type(msg)  # exact types, most frequent first: the hot loop
+                    if kind is Update:
+                        if not skipping:
+                            batch.update(msg)  # type: ignore[arg-type]
+                    elif kind is Insert:
+                        if not skipping:
+                            batch.insert(msg)  # type: ignore[arg-type]
+                    elif kind is Delete:
+                        if not skipping:
+                            batch.delete(msg)  # type: ignore[arg-type]
+                    elif isinstance(msg, Begin):
                         skipping = msg.final_lsn < watermark
                     elif isinstance(msg, Commit):
                         if not skipping:
@@ -227,15 +237,7 @@ def run_cdc_batch(
                         skipping = False
                     elif isinstance(msg, Relation):
                         batch.relation(msg)  # kept even in skipped transactions
-                    elif skipping:
-                        continue
-                    elif isinstance(msg, Insert):
-                        batch.insert(msg)
-                    elif isinstance(msg, Update):
-                        batch.update(msg)
-                    elif isinstance(msg, Delete):
-                        batch.delete(msg)
-                    elif isinstance(msg, Truncate):
+                    elif isinstance(msg, Truncate) and not skipping:
                         batch.truncate(msg)
                     # Origin, Type and logical messages carry nothing to apply.
                 batch.flush()

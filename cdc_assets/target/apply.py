@@ -21,7 +21,8 @@ crash leaves nothing behind because temporary tables die with their session.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -30,18 +31,19 @@ from psycopg import sql
 from cdc_assets.decoding.messages import UNCHANGED_TOAST, Row, TupleValue, UnchangedToast
 from cdc_assets.errors import TargetError
 from cdc_assets.target.catalog import TargetTable
-from cdc_assets.target.copytext import NULL, field, line
+from cdc_assets.target.copytext import NULL, field, line, row_line
 
 KIND_COLUMN = "_cdc_assets_kind"
 DELETE = 0
 UPSERT = 1
 COPY_BUFFER = 1 << 20
 
-Key = tuple[TupleValue, ...]
+Key = Hashable  # one column's value, or a tuple of values for composite keys
 
 
 def _has_unchanged(row: Row) -> bool:
-    return any(isinstance(v, UnchangedToast) for v in row)
+    # Tuple containment compares by identity first; bytes never equal the marker.
+    return UNCHANGED_TOAST in row
 
 
 def _merge(new: Row, base: Row) -> Row:
@@ -74,6 +76,11 @@ class TableApply:
         self.columns = tuple(columns)
         self.key = tuple(key)
         self.key_idx = tuple(self.columns.index(k) for k in self.key)
+        # itemgetter returns a bare value for one index and a tuple for several: both hashable.
+        self._key: Callable[[Row], Key] = (
+            itemgetter(*self.key_idx) if self.key_idx else (lambda _row: None)
+        )
+        self.changed = False  # any change routed here during the batch
         self.upsert = upsert
         self.stage_name = stage_name
         self.pending: dict[Key, Row | None] = {}
@@ -88,8 +95,8 @@ class TableApply:
         """True for tables matched on all columns (no primary key, REPLICA IDENTITY FULL)."""
         return not self.key
 
-    def _key(self, row: Row) -> Key:
-        return tuple(row[i] for i in self.key_idx)
+    def _key_values(self, key: Key) -> tuple[TupleValue, ...]:
+        return key if len(self.key_idx) > 1 else (key,)  # type: ignore[return-value]
 
     # -- collecting -------------------------------------------------------------------------
 
@@ -177,19 +184,18 @@ class TableApply:
                 for key, row in self.pending.items():
                     if row is None:
                         fields = list(nulls)
-                        for i, v in zip(self.key_idx, key, strict=True):
+                        for i, v in zip(self.key_idx, self._key_values(key), strict=True):
                             fields[i] = field(v)
                         buf += line([b"0", *fields])
                         n_delete += 1
+                    elif UNCHANGED_TOAST not in row:
+                        n_full += 1
+                        buf += row_line(b"1\t", row)
                     else:
                         unchanged = tuple(
                             i for i, v in enumerate(row) if isinstance(v, UnchangedToast)
                         )
-                        if unchanged:
-                            kind = groups.setdefault(unchanged, UPSERT + 1 + len(groups))
-                        else:
-                            kind = UPSERT
-                            n_full += 1
+                        kind = groups.setdefault(unchanged, UPSERT + 1 + len(groups))
                         buf += line([str(kind).encode(), *map(field, row)])
                     if len(buf) >= COPY_BUFFER:
                         copy.write(bytes(buf))
@@ -302,8 +308,9 @@ class TableApply:
 
     def _move_row(self, old_key: Key, new: Row) -> None:
         """Apply a key-changing update whose unchanged TOAST values exist only in the target."""
+        values = self._key_values(old_key)
         key_json = self._record(
-            tuple(old_key[self.key.index(c)] if c in self.key else None for c in self.columns)
+            tuple(values[self.key.index(c)] if c in self.key else None for c in self.columns)
         )
         match = sql.SQL(" AND ").join(
             sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in self.key

@@ -73,6 +73,7 @@ class BatchApply:
         self.appliers: dict[int, TableApply] = {}  # relation id -> applier of its current shape
         self.relations: dict[int, Relation] = {}  # relation id -> shape the applier was made for
         self.latest: dict[int, Relation] = {}  # relation id -> last Relation message seen
+        self._active: dict[int, TableApply] = {}  # relation id -> applier, up to date (hot path)
         self.ignored: set[int] = set()
         self.counts = BatchCounts()
         self._pending = 0
@@ -89,6 +90,7 @@ class BatchApply:
         lazily means a schema from a skipped transaction never alters the target.
         """
         self.latest[rel.relation_id] = rel
+        self._active.pop(rel.relation_id, None)
 
     def _activate(self, rel: Relation) -> TableApply | None:
         """Check the target against ``rel`` (adding columns), and route its changes from now."""
@@ -213,14 +215,18 @@ class BatchApply:
                 fix="report this: the pgoutput stream is out of order",
             )
         if self.relations.get(relation_id) is not rel:
-            return self._activate(rel)
-        if relation_id in self.ignored:
+            applier = self._activate(rel)
+        elif relation_id in self.ignored:
             return None
-        return self.appliers[relation_id]
+        else:
+            applier = self.appliers[relation_id]
+        if applier is not None:
+            self._active[relation_id] = applier
+        return applier
 
     def insert(self, msg: Insert) -> None:
         """Stage an insert."""
-        applier = self._for(msg.relation_id)
+        applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
         if applier is not None:
             applier.insert(msg.new)
             self.counts.inserts += 1
@@ -228,7 +234,7 @@ class BatchApply:
 
     def update(self, msg: Update) -> None:
         """Stage an update."""
-        applier = self._for(msg.relation_id)
+        applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
         if applier is not None:
             applier.update(msg.old_kind, msg.old, msg.new)
             self.counts.updates += 1
@@ -236,7 +242,7 @@ class BatchApply:
 
     def delete(self, msg: Delete) -> None:
         """Stage a delete."""
-        applier = self._for(msg.relation_id)
+        applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
         if applier is not None:
             applier.delete(msg.old)
             self.counts.deletes += 1
@@ -263,7 +269,9 @@ class BatchApply:
         self.counts.truncates += len(targets)
 
     def _changed(self, applier: TableApply) -> None:
-        self.counts.tables_changed.add(self._source_of[applier.target.table])
+        if not applier.changed:
+            applier.changed = True
+            self.counts.tables_changed.add(self._source_of[applier.target.table])
         self._pending += 1
         if self._pending >= self.chunk_changes:
             self.flush()
