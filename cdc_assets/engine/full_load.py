@@ -35,7 +35,7 @@ from cdc_assets.engine.full_load_workers import (
     TableTally,
     WorkerPool,
 )
-from cdc_assets.errors import ConsistencyError
+from cdc_assets.errors import ConfigError, ConsistencyError
 from cdc_assets.pg.catalog import TableInfo, check_cdc_ready, describe_tables, server_major
 from cdc_assets.pg.connect import connect
 from cdc_assets.settings import Settings
@@ -128,6 +128,7 @@ def run_full_load(
         connect(target_url, pipeline=name, role="target", autocommit=True) as tgt,
     ):
         tables = describe_tables(src, spec.tables, pipeline=name)
+        _check_targets(spec, tables, same_db=_same_database(src, tgt))
         if spec.wants_cdc:
             check_cdc_ready(src, tables, pipeline=name)
         check_target_schema(tgt, schema, pipeline=name)
@@ -188,6 +189,32 @@ def run_full_load(
         consistent_lsn=snap.lsn,
         snapshot=snap.id,
     )
+
+
+def _same_database(a: psycopg.Connection[Any], b: psycopg.Connection[Any]) -> bool:
+    return (a.info.host, a.info.port, a.info.dbname) == (b.info.host, b.info.port, b.info.dbname)
+
+
+def _check_targets(spec: PipelineSpec, tables: tuple[TableInfo, ...], *, same_db: bool) -> None:
+    """Each source table needs its own target name, and must never be its own target."""
+    seen: set[str] = set()
+    for t in tables:
+        if same_db and t.ref.schema == spec.target_schema:
+            raise ConfigError(
+                "source and target are the same table: the load would replace its own source",
+                pipeline=spec.name,
+                table=t.ref.display,
+                fix="choose a different target_schema or target database",
+            )
+        if t.ref.name in seen:
+            raise ConfigError(
+                f"two source tables would both be loaded as {spec.target_schema}.{t.ref.name}",
+                pipeline=spec.name,
+                table=t.ref.display,
+                fix="list each table once; tables of the same name from different schemas "
+                "need separate pipelines with different target schemas",
+            )
+        seen.add(t.ref.name)
 
 
 def cleanup_full_load(spec: PipelineSpec, *, source_url: str, target_url: str) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from cdc_assets.domain import Mode
 from cdc_assets.embedded import EmbeddedPostgres, free_port
 from cdc_assets.engine.full_load import cleanup_full_load, run_full_load
-from cdc_assets.errors import CdcError, ConnectError, SourceError, TargetError
+from cdc_assets.errors import CdcError, ConfigError, ConnectError, SourceError, TargetError
 from cdc_assets_tests.integration.full_load_support import (
     execute,
     scalar,
@@ -190,3 +190,27 @@ def test_cdc_needs_wal_level_logical(replica_level_server: str) -> None:
         settings=settings(),
     )
     assert result.rows == 0 and result.consistent_lsn is None
+
+
+def test_refuses_to_load_a_table_over_itself(new_db) -> None:
+    db = new_db("same")
+    execute(db, "CREATE TABLE keep_me (id int PRIMARY KEY)", "INSERT INTO keep_me VALUES (1)")
+    with pytest.raises(ConfigError) as err:
+        run_full_load(
+            spec("self", db, db, "keep_me"), source_url=db, target_url=db, settings=settings()
+        )
+    assert_clear(err.value, pipeline="self", table="public.keep_me", fix_words="target_schema")
+    assert scalar(db, "SELECT count(*) FROM keep_me") == 1
+
+
+def test_refuses_a_table_listed_twice(new_db) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    execute(src, "CREATE TABLE twice (id int PRIMARY KEY)")
+    with pytest.raises(ConfigError) as err:
+        run_full_load(
+            spec("twice", src, dst, "twice", "public.twice"),
+            source_url=src,
+            target_url=dst,
+            settings=settings(),
+        )
+    assert_clear(err.value, pipeline="twice", table="public.twice", fix_words="once")
