@@ -57,7 +57,7 @@ class ManagedProcess:
     def _group(self) -> list[psutil.Process]:
         members = []
         for proc in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error):
+            with contextlib.suppress(psutil.Error, OSError):
                 if os.getpgid(proc.pid) == self.popen.pid:
                     members.append(proc)
         return members
@@ -73,7 +73,7 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
             for proc in self._group():
-                with contextlib.suppress(psutil.Error):
+                with contextlib.suppress(psutil.Error, OSError):
                     proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=5)
