@@ -23,7 +23,7 @@ from cdc_assets.domain import Mode, PipelineSpec, TableRef
 from cdc_assets.embedded import EmbeddedPostgres, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cdc_assets_tests.support import create_database, sqlalchemy_url  # noqa: E402
+from cdc_assets_tests.support import create_database, sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
