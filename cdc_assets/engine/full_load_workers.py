@@ -192,12 +192,20 @@ class WorkerPool:
         self, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], task: CopyTask
     ) -> None:
         table = task.table
-        copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
-            sql.Identifier(self.schema, task.stage),
+        stage = sql.Identifier(self.schema, task.stage)
+        # A table copied in one piece is truncated in the COPY's own transaction, which lets
+        # COPY FREEZE write its rows already frozen: no hint-bit writes or anti-wraparound
+        # vacuum of the whole table later. Ranges share their stage, so they cannot.
+        freeze = task.rng is None
+        copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(
+            stage,
             column_list(table),
             sql.SQL("BINARY" if task.binary else "TEXT"),
+            sql.SQL(", FREEZE" if freeze else ""),
         )
         try:
+            if freeze:
+                tgt.execute(sql.SQL("TRUNCATE {}").format(stage))
             count = pump(
                 src,
                 copy_out_query(table, task.rng, binary=task.binary),
