@@ -235,7 +235,7 @@ def cmd_list(ctx: _Context, args: argparse.Namespace) -> int:
             r.full_load_status.value,
             r.cdc_status.value,
             _ts(r.updated_at),
-            _short(r.last_error),
+            _short(r.last_error or (f"bad row: {r.config_error}" if r.config_error else None)),
         ]
         for r in rows
     ]
@@ -272,6 +272,7 @@ def describe_row(row: "PipelineRow") -> list[tuple[str, str]]:
         ("cdc_authority", opt(row.cdc_authority)),
         ("last_run_id", opt(row.last_run_id)),
         ("last_error", scrub(row.last_error) if row.last_error else "-"),
+        ("config_error", scrub(row.config_error) if row.config_error else "-"),
         ("created_at", _ts(row.created_at)),
         ("updated_at", _ts(row.updated_at)),
     ]

@@ -8,10 +8,12 @@ one reads the first one's result and is ignored, so there is one change and one 
 
 import builtins
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -31,13 +33,49 @@ from cdc_assets.domain import (
     Writer,
     validate_name,
 )
-from cdc_assets.errors import MAX_ROW_ERROR, ConfigError, PipelineNotFound
+from cdc_assets.errors import MAX_ROW_ERROR, ConfigError, ConnectError, PipelineNotFound
 from cdc_assets.secrets import BadReference, check_reference, scrub
 from cdc_assets.status.machine import Outcome, PhaseState, ProposedWrite, Status, decide
 
-__all__ = ["PipelineEvent", "PipelineExists", "PipelineRepository", "PipelineRow"]
+__all__ = [
+    "NO_RETRY",
+    "PipelineEvent",
+    "PipelineExists",
+    "PipelineRepository",
+    "PipelineRow",
+    "RetryPolicy",
+]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long a status write waits for an unreachable control DB before giving up.
+
+    A restart or failover of the control DB must not turn a finished load into a lost status
+    write: the writer retries with doubling delays. Past the last attempt the
+    :class:`ConnectError` propagates and the run-status sensors and the reconciler, which derive
+    the row from Dagster's run record, write it once the database is back. Retrying is safe
+    because every write is a guarded transition: one that did commit before the connection
+    dropped is ignored the second time.
+    """
+
+    attempts: int = 5
+    first_delay_s: float = 0.5
+    max_delay_s: float = 4.0
+
+    def delays(self) -> Iterator[float]:
+        """The pauses between attempts (``attempts - 1`` of them)."""
+        delay = self.first_delay_s
+        for _ in range(max(0, self.attempts - 1)):
+            yield delay
+            delay = min(delay * 2, self.max_delay_s)
+
+
+NO_RETRY = RetryPolicy(attempts=1)
 
 
 class PipelineExists(ConfigError):
@@ -82,18 +120,34 @@ def validate_spec(spec: PipelineSpec) -> None:
 class PipelineRepository:
     """Reads and guarded writes of the control table through one cached engine per URL."""
 
-    def __init__(self, engine: Engine, url: str) -> None:
+    def __init__(self, engine: Engine, url: str, retry: RetryPolicy | None = None) -> None:
         self._engine = engine
         self._url = url
+        self._retry = retry or RetryPolicy()
 
     @classmethod
-    def from_url(cls, sqlalchemy_url: str) -> "PipelineRepository":
+    def from_url(
+        cls, sqlalchemy_url: str, *, retry: RetryPolicy | None = None
+    ) -> "PipelineRepository":
         """A repository over the process-wide engine for ``sqlalchemy_url``.
 
         ``postgresql://`` and ``postgres://`` URLs are normalised to ``postgresql+psycopg://``.
         """
         url = normalise_url(sqlalchemy_url)
-        return cls(get_engine(url), url)
+        return cls(get_engine(url), url, retry)
+
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one whole transaction ``fn``, again after a pause while the DB is unreachable."""
+        delays = self._retry.delays()
+        while True:
+            try:
+                return fn()
+            except ConnectError as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning("%s: control DB unreachable, retrying in %.1fs: %s", what, delay, exc)
+                time.sleep(delay)
 
     @property
     def url(self) -> str:
@@ -313,6 +367,34 @@ class PipelineRepository:
         if run_created_at.tzinfo is None:
             raise ValueError("run_created_at must be timezone-aware (Dagster's create_timestamp)")
         writer = Writer(writer)
+        return self._retrying(
+            f"pipeline {name} {phase} -> {to}",
+            lambda: self._transition_once(
+                phase,
+                name,
+                to,
+                run_id=run_id,
+                run_created_at=run_created_at,
+                writer=writer,
+                error=error,
+                rows=rows,
+                message=message,
+            ),
+        )
+
+    def _transition_once(
+        self,
+        phase: Phase,
+        name: str,
+        to: Status,
+        *,
+        run_id: str,
+        run_created_at: datetime,
+        writer: Writer,
+        error: str | None,
+        rows: int | None,
+        message: str | None,
+    ) -> bool:
         with self._session() as s:
             p = self._locked(s, name)
             fields = _PhaseColumns(phase)
@@ -372,6 +454,16 @@ class PipelineRepository:
 
     def record_cdc_progress(self, name: str, *, run_id: str, lsn: Lsn, lag_bytes: int) -> None:
         """Store the applied LSN (never moving it back) and the lag measured after a batch."""
+        self._retrying(
+            f"pipeline {name} cdc progress",
+            lambda: self._record_cdc_progress_once(
+                name, run_id=run_id, lsn=lsn, lag_bytes=lag_bytes
+            ),
+        )
+
+    def _record_cdc_progress_once(
+        self, name: str, *, run_id: str, lsn: Lsn, lag_bytes: int
+    ) -> None:
         with self._session() as s:
             p = self._locked(s, name)
             current = Lsn(p.cdc_lsn) if p.cdc_lsn else None

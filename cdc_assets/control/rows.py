@@ -5,6 +5,7 @@ from datetime import datetime
 
 from cdc_assets.control.models import Pipeline, PipelineEventRecord
 from cdc_assets.domain import (
+    MAX_IDENTIFIER_BYTES,
     CdcStatus,
     FullLoadStatus,
     InvalidName,
@@ -48,10 +49,28 @@ class PipelineRow:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    config_error: str | None = None
+    """Why the row cannot be run (a hand-written bad table name or target schema), else ``None``.
+
+    A bad row must not break reading the others (``pipeline list``, the sensors): it is loaded
+    with the tables that parse, and only :attr:`spec` (what a run needs) refuses it.
+    """
 
     @property
     def spec(self) -> PipelineSpec:
-        """What the row says to do, for the engines (URLs still unresolved)."""
+        """What the row says to do, for the engines (URLs still unresolved).
+
+        Raises:
+            ConfigError: the row holds a value no run can use (see :attr:`config_error`); the run
+                that asked fails with this message, which the sensors copy into ``last_error``.
+        """
+        if self.config_error is not None:
+            raise ConfigError(
+                self.config_error,
+                pipeline=self.name,
+                fix="UPDATE public.pipelines SET tables = ARRAY['schema.table', ...] "
+                "(or target_schema) for this row",
+            )
         return PipelineSpec(
             name=self.name,
             source_url=self.source_url,
@@ -66,12 +85,13 @@ class PipelineRow:
     @classmethod
     def from_model(cls, p: Pipeline) -> "PipelineRow":
         """Copy a loaded ORM object; statuses arrive as enums already (see models.py)."""
+        tables, config_error = _tables(p)
         return cls(
             id=p.id,
             name=p.name,
             source_url=p.source_url,
             target_url=p.target_url,
-            tables=_tables(p),
+            tables=tables,
             target_schema=p.target_schema,
             mode=Mode(p.mode),
             enabled=p.enabled,
@@ -93,6 +113,7 @@ class PipelineRow:
             last_error=p.last_error,
             created_at=p.created_at,
             updated_at=p.updated_at,
+            config_error=config_error,
         )
 
 
@@ -128,14 +149,27 @@ class PipelineEvent:
         )
 
 
-def _tables(p: Pipeline) -> tuple[TableRef, ...]:
-    # Rows may be written with plain SQL (design.md): say which row and table are wrong.
-    try:
-        return tuple(TableRef.parse(t) for t in p.tables)
-    except InvalidName as exc:
-        raise ConfigError(
-            str(exc), pipeline=p.name, fix="UPDATE public.pipelines SET tables = ... (schema.table)"
-        ) from None
+def _tables(p: Pipeline) -> tuple[tuple[TableRef, ...], str | None]:
+    """The tables that parse, and the first problem of the row (rows may be written by hand)."""
+    parsed: list[TableRef] = []
+    problems: list[str] = []
+    for text in p.tables or ():
+        try:
+            parsed.append(TableRef.parse(text))
+        except InvalidName as exc:
+            problems.append(str(exc))
+    if not p.tables:
+        problems.append("no tables listed")
+    displays = [t.display for t in parsed]
+    dupes = sorted({d for d in displays if displays.count(d) > 1})
+    if dupes:
+        problems.append(f"table {dupes[0]} is listed twice")
+    if not (p.target_schema or "").strip():
+        problems.append("target_schema is empty")
+    elif "\x00" in p.target_schema or len(p.target_schema.encode()) > MAX_IDENTIFIER_BYTES:
+        problems.append(f"invalid target_schema {p.target_schema!r}")
+    unique = tuple(dict.fromkeys(parsed))
+    return unique, (problems[0] if problems else None)
 
 
 def _writer(value: str | None) -> Writer | None:

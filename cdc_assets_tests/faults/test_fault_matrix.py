@@ -1,0 +1,170 @@
+"""Fault matrix on a real Dagster deployment (webserver + daemon), under a source write workload.
+
+Each scenario: a full_load_and_cdc pipeline is added (the launch sensor starts its full load) while
+a workload writes to the source; a run is held mid-flight (table lock) and the fault injected; the
+system recovers on its own or with the documented operator command; then
+
+1. the row equals Dagster's run record for the faulted run and for the latest runs after recovery,
+2. every target table's checksum equals the source's once CDC caught up,
+3. no slot, publication or staging table leaked (and none at all after ``pipeline remove``).
+
+docs/reliability.md lists the scenarios and the tests elsewhere that cover the rest of the matrix.
+"""
+
+from collections.abc import Callable
+
+import dagster as dg
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+from cdc_assets.control.repository import PipelineRepository
+from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase
+from cdc_assets.ops_cli import execute_pipeline
+from cdc_assets_tests.e2e.harness import DagsterStack
+from cdc_assets_tests.faults.checks import leaks, row_equals_run, terminate, wait_checksums_equal
+from cdc_assets_tests.faults.scenarios import (
+    Case,
+    active_run,
+    cli_ok,
+    engine_waiting,
+    ensure_removed,
+    locked,
+    new_case,
+    run_worker,
+    runs,
+    wait_quiet,
+    wait_run_end,
+)
+from cdc_assets_tests.faults.workload import SourceWorkload
+from cdc_assets_tests.support import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+Inject = Callable[[dg.DagsterInstance, DagsterGraphQLClient, Case, str], None]
+
+
+def kill_worker(instance: dg.DagsterInstance, client, case: Case, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    worker = wait_until(lambda: run_worker(instance, run_id), timeout=15, describe="run worker")
+    worker.kill()
+
+
+def cancel(instance: dg.DagsterInstance, client, case: Case, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    client.terminate_run(run_id)
+
+
+def cut_source(instance: dg.DagsterInstance, client, case: Case, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    assert terminate(case.source, case.name) > 0, "no source session of the run to terminate"
+
+
+def cut_target(instance: dg.DagsterInstance, client, case: Case, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    assert terminate(case.target, case.name) > 0, "no target session of the run to terminate"
+
+
+FAULTS: dict[str, Inject] = {
+    "sigkill_worker": kill_worker,
+    "cancel": cancel,
+    "terminate_source": cut_source,
+    "terminate_target": cut_target,
+}
+EXPECTED = {
+    "sigkill_worker": {"FAILURE"},
+    "cancel": {"CANCELED"},
+    # Terminated sessions fail the step: the engine sees the error on its next statement.
+    "terminate_source": {"FAILURE"},
+    "terminate_target": {"FAILURE"},
+}
+
+
+def converge(
+    instance: dg.DagsterInstance, control: PipelineRepository, case: Case, workload: SourceWorkload
+) -> None:
+    """Stop writing, let the sensors apply the rest, then check rows, checksums and leaks."""
+    workload.stop()
+    wait_checksums_equal(case.spec, case.source, case.target, timeout=150)
+    wait_quiet(instance, case.name)
+    latest_load = runs(instance, case.name, Phase.FULL_LOAD)[0]
+    row_equals_run(instance, control, case.name, latest_load.run_id, Phase.FULL_LOAD)
+    latest_cdc = runs(instance, case.name, Phase.CDC)[0]
+    row_equals_run(instance, control, case.name, latest_cdc.run_id, Phase.CDC)
+    assert leaks(case.source, case.target, case.name, cdc=True) == []
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_fault_during_full_load(
+    stack: DagsterStack, dagster_instance, control, client, new_db, fault: str
+) -> None:
+    case = new_case(new_db, "fl_" + fault[:8])
+    try:
+        with SourceWorkload(case.source) as workload:
+            workload.wait_commits(5)
+            with locked(case.source):
+                control.add(case.spec)  # enabled: the launch sensor starts the full load
+                run_id = wait_until(
+                    lambda: active_run(dagster_instance, case.name, Phase.FULL_LOAD),
+                    timeout=60,
+                    describe="the sensor-launched full load",
+                )
+                wait_until(
+                    lambda: engine_waiting(case.source, case.name),
+                    timeout=60,
+                    describe="the full load to wait inside the engine",
+                )
+                assert control.get(case.name).full_load_status is FullLoadStatus.IN_PROGRESS
+                FAULTS[fault](dagster_instance, client, case, run_id)
+            assert wait_run_end(dagster_instance, run_id) in EXPECTED[fault]
+            row = row_equals_run(dagster_instance, control, case.name, run_id, Phase.FULL_LOAD)
+            assert row.full_load_status is FullLoadStatus.FAILED
+            assert "password" not in (row.last_error or "").lower()
+            # Recovery: the documented operator command; the sensor launches a new full load.
+            cli_ok(stack.control_url, "pipeline", "reset", case.name)
+            wait_until(
+                lambda: control.get(case.name).cdc_status is CdcStatus.ACTIVE,
+                timeout=120,
+                describe="reload and CDC after the reset",
+            )
+            workload.wait_commits(10)
+            converge(dagster_instance, control, case, workload)
+    finally:
+        ensure_removed(control, stack.control_url, case.name)
+    assert leaks(case.source, case.target, case.name, cdc=False) == []
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_fault_during_cdc_batch(
+    stack: DagsterStack, dagster_instance, control, client, new_db, fault: str
+) -> None:
+    case = new_case(new_db, "cdc_" + fault[:8])
+    try:
+        with SourceWorkload(case.source) as workload:
+            control.add(case.spec)
+            wait_until(
+                lambda: control.get(case.name).cdc_status is CdcStatus.ACTIVE,
+                timeout=120,
+                describe="full load then the first CDC batch",
+            )
+            with locked(case.target):
+                workload.wait_commits(5)
+                run_id = wait_until(
+                    lambda: active_run(dagster_instance, case.name, Phase.CDC)
+                    if engine_waiting(case.target, case.name)
+                    else None,
+                    timeout=90,
+                    describe="a CDC batch waiting inside the engine on the target",
+                )
+                FAULTS[fault](dagster_instance, client, case, run_id)
+            assert wait_run_end(dagster_instance, run_id) in EXPECTED[fault]
+            row = row_equals_run(dagster_instance, control, case.name, run_id, Phase.CDC)
+            assert row.cdc_status is CdcStatus.FAILED
+            # Recovery: `cdc-assets run NAME --phase cdc` (the schedule would retry within 60 s).
+            result = execute_pipeline(dagster_instance, case.name, Phase.CDC)
+            assert result.success or result.dagster_run.tags.get("cdc/lock_conflict") == "true"
+            wait_until(
+                lambda: control.get(case.name).cdc_status is CdcStatus.ACTIVE,
+                timeout=90,
+                describe="CDC ACTIVE again",
+            )
+            workload.wait_commits(10)
+            converge(dagster_instance, control, case, workload)
+    finally:
+        ensure_removed(control, stack.control_url, case.name)
+    assert leaks(case.source, case.target, case.name, cdc=False) == []
