@@ -352,6 +352,27 @@ def _decode_fast(buf: bytes, kind: int) -> Message:
     return Delete(relid, chr(buf[5]), row)
 
 
+BEGIN = ord("B")
+COMMIT = ord("C")
+
+
+def begin_final_lsn(data: bytes) -> int:
+    """Only the commit LSN of a Begin message: what a batch needs to decide to skip a transaction.
+
+    Same checks as :func:`decode`, without building the dataclass (one per source transaction).
+    """
+    if len(data) != 1 + _BEGIN.size or data[0] != BEGIN:
+        return decode(data).final_lsn  # type: ignore[union-attr]  # raises DecodeError
+    return int(_U64.unpack_from(data, 1)[0])
+
+
+def commit_end_lsn(data: bytes) -> int:
+    """Only the end LSN of a Commit message (the watermark a batch records)."""
+    if len(data) != 1 + _COMMIT.size or data[0] != COMMIT:
+        return decode(data).end_lsn  # type: ignore[union-attr]  # raises DecodeError
+    return int(_U64.unpack_from(data, 10)[0])
+
+
 def decode(data: bytes) -> Message:
     """Decode one whole pgoutput message, or raise :class:`DecodeError` saying what is wrong."""
     if not data:

@@ -26,8 +26,15 @@ from typing import Any
 
 import psycopg
 
-from cdc_assets.decoding.messages import Begin, Commit, Delete, Insert, Relation, Truncate, Update
-from cdc_assets.decoding.pgoutput import DecodeError, decode
+from cdc_assets.decoding.messages import Delete, Insert, Relation, Truncate, Update
+from cdc_assets.decoding.pgoutput import (
+    BEGIN,
+    COMMIT,
+    DecodeError,
+    begin_final_lsn,
+    commit_end_lsn,
+    decode,
+)
 from cdc_assets.domain import Lsn, PipelineSpec, TableRef
 from cdc_assets.errors import CdcError, ConsistencyError, SourceError
 from cdc_assets.pg.connect import connect, first_line
@@ -202,7 +209,7 @@ def run_cdc_batch(
             log=log,
         )
         transactions = 0
-        last_end = Lsn(0)
+        last_end = 0
         rows = 0
         skipping = False
         try:
@@ -217,6 +224,16 @@ def run_cdc_batch(
                 _kill_point("before_apply")
                 for data in _session_read:
                     rows += 1
+                    first = data[0]
+                    if first == BEGIN:
+                        skipping = begin_final_lsn(data) < watermark
+                        continue
+                    if first == COMMIT:
+                        if not skipping:
+                            transactions += 1
+                            last_end = commit_end_lsn(data)
+                        skipping = False
+                        continue
                     msg = decode(data)
                     kind = type(msg)  # exact types, most frequent first: the hot loop
                     if kind is Update:
@@ -228,19 +245,12 @@ def run_cdc_batch(
                     elif kind is Delete:
                         if not skipping:
                             batch.delete(msg)  # type: ignore[arg-type]
-                    elif isinstance(msg, Begin):
-                        skipping = msg.final_lsn < watermark
-                    elif isinstance(msg, Commit):
-                        if not skipping:
-                            transactions += 1
-                            last_end = Lsn(msg.end_lsn)
-                        skipping = False
                     elif isinstance(msg, Relation):
                         batch.relation(msg)  # kept even in skipped transactions
                     elif isinstance(msg, Truncate) and not skipping:
                         batch.truncate(msg)
                     # Origin, Type and logical messages carry nothing to apply.
-                batch.flush()
+                batch.flush(wait=True)
         except DecodeError as exc:
             raise SourceError(
                 f"cannot decode the change stream: {exc}",
@@ -257,10 +267,11 @@ def run_cdc_batch(
                 pipeline=spec.name,
                 fix=fix,
             ) from None
+        finally:
+            batch.close()
 
         limited = rows >= settings.cdc_batch_max_changes
-        end = max(watermark, last_end) if limited else max(watermark, upto, last_end)
-        end = Lsn(end)
+        end = Lsn(max(watermark, last_end) if limited else max(watermark, upto, last_end))
         set_watermark(tgt, spec.target_schema, spec.name, end)
         _kill_point("after_apply")
         tgt.commit()

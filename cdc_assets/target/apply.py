@@ -22,6 +22,7 @@ crash leaves nothing behind because temporary tables die with their session.
 
 import json
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -49,6 +50,19 @@ def _has_unchanged(row: Row) -> bool:
 def _merge(new: Row, base: Row) -> Row:
     """Fill ``new``'s unchanged-TOAST markers from ``base`` (an earlier image of the same row)."""
     return tuple(b if isinstance(n, UnchangedToast) else n for n, b in zip(new, base, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Changes of one table taken out of collection, to be written by :meth:`TableApply.write`."""
+
+    table: "TableApply"
+    pending: dict[Key, Row | None]
+    ordered: list[tuple[str, Row | None, Row | None]]
+
+    def write(self) -> None:
+        """Write this chunk through its table."""
+        self.table.write(self)
 
 
 class TableApply:
@@ -81,6 +95,7 @@ class TableApply:
             itemgetter(*self.key_idx) if self.key_idx else (lambda _row: None)
         )
         self.changed = False  # any change routed here during the batch
+        self.barrier: Callable[[], None] = lambda: None  # waits for the batch's in-flight chunk
         self.upsert = upsert
         self.stage_name = stage_name
         self.pending: dict[Key, Row | None] = {}
@@ -159,17 +174,38 @@ class TableApply:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write the pending chunk to the target (inside the caller's open transaction)."""
+    def take(self) -> Chunk | None:
+        """Hand over the pending changes as a chunk to :meth:`write`, and start a new one.
+
+        Lets the batch write one chunk (target busy, GIL released) while it decodes the next.
+        """
+        self.raw = 0
         if self.keyless:
-            for op, old, new in self.ordered:
-                self._apply_one(op, old, new)
-            self.ordered.clear()
-            self.raw = 0
-            return
+            if not self.ordered:
+                return None
+            chunk = Chunk(self, {}, self.ordered)
+            self.ordered = []
+            return chunk
         if not self.pending:
-            self.raw = 0
+            return None
+        chunk = Chunk(self, self.pending, [])
+        self.pending = {}
+        return chunk
+
+    def flush(self) -> None:
+        """Write the pending changes now (after the batch's in-flight chunk, if any)."""
+        self.barrier()
+        chunk = self.take()
+        if chunk is not None:
+            self.write(chunk)
+
+    def write(self, chunk: "Chunk") -> None:
+        """Write a chunk to the target, inside the caller's open transaction."""
+        if self.keyless:
+            for op, old, new in chunk.ordered:
+                self._apply_one(op, old, new)
             return
+        pending = chunk.pending
         groups: dict[tuple[int, ...], int] = {}
         buf = bytearray()
         n_delete = n_full = 0
@@ -181,7 +217,7 @@ class TableApply:
             )
             with cur.copy(copy_sql) as copy:
                 nulls = [NULL] * len(self.columns)
-                for key, row in self.pending.items():
+                for key, row in pending.items():
                     if row is None:
                         fields = list(nulls)
                         for i, v in zip(self.key_idx, self._key_values(key), strict=True):
@@ -202,7 +238,7 @@ class TableApply:
                         buf.clear()
                 if buf:
                     copy.write(bytes(buf))
-            if len(self.pending) >= 1000:
+            if len(pending) >= 1000:
                 cur.execute(sql.SQL("ANALYZE {}").format(self._stage))
             if n_delete or (n_full and not self.upsert):
                 cur.execute(self._delete_sql(DELETE if self.upsert else None))
@@ -212,8 +248,6 @@ class TableApply:
                 stmt = self._partial_update_sql(kind, unchanged)
                 if stmt is not None:
                     cur.execute(stmt)
-        self.pending.clear()
-        self.raw = 0
 
     def _prepare_stage(self, cur: psycopg.Cursor[Any]) -> None:
         stage = self._stage

@@ -8,6 +8,7 @@ applying past it would silently lose or mangle data.
 """
 
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,15 @@ from psycopg import sql
 from cdc_assets.decoding.messages import Delete, Insert, Relation, Truncate, Update
 from cdc_assets.domain import PipelineSpec, TableRef
 from cdc_assets.errors import SchemaChangeError, SourceError, TargetError
-from cdc_assets.target.apply import TableApply
+from cdc_assets.target.apply import Chunk, TableApply
 from cdc_assets.target.catalog import TargetTable, describe_table
 
 DEFAULT_CHUNK = 50_000
+
+
+def _write_all(chunks: list[Chunk]) -> None:
+    for chunk in chunks:
+        chunk.write()
 
 
 def target_table(spec: PipelineSpec, source: TableRef) -> TableRef:
@@ -79,6 +85,8 @@ class BatchApply:
         self._pending = 0
         self._stage_seq = 0
         self._source_of: dict[TableRef, TableRef] = {}  # target table -> source table
+        self._writer = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdc-apply")
+        self._inflight: futures.Future[None] | None = None
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -100,6 +108,7 @@ class BatchApply:
             self.relations[rel.relation_id] = rel
             return None
         self.ignored.discard(rel.relation_id)
+        self.wait()
         current = self.appliers.pop(rel.relation_id, None)
         if current is not None:
             self._flush_one(current)
@@ -194,7 +203,7 @@ class BatchApply:
                 "IDENTITY FULL on the source",
             )
         self._stage_seq += 1
-        return TableApply(
+        applier = TableApply(
             self.conn,
             pipeline=self.spec.name,
             target=target,
@@ -203,6 +212,8 @@ class BatchApply:
             upsert=upsert,
             stage_name=f"_cdc_stage_{self.spec.name}_{self._stage_seq}",
         )
+        applier.barrier = self.wait
+        return applier
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -261,6 +272,7 @@ class BatchApply:
             self.counts.tables_changed.add(self._source_of[applier.target.table])
         if not targets:
             return
+        self.wait()
         self.conn.execute(
             sql.SQL("TRUNCATE {}").format(
                 sql.SQL(", ").join(sql.Identifier(t.schema, t.name) for t in targets)
@@ -280,8 +292,32 @@ class BatchApply:
         self._pending -= applier.raw
         applier.flush()
 
-    def flush(self) -> None:
-        """Write every table's pending chunk (bounded memory within one source transaction)."""
-        for applier in self.appliers.values():
-            self._flush_one(applier)
+    def wait(self) -> None:
+        """Barrier: return once the in-flight chunk is written (re-raising its error).
+
+        Called before any other use of the target connection, so statements keep source order.
+        """
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.result()
+
+    def flush(self, *, wait: bool = False) -> None:
+        """Hand every table's pending changes to the writer thread (bounded memory).
+
+        At most one chunk is being written while the next is collected: the target executes SQL
+        (GIL released) while this thread decodes. ``wait`` returns only once all is written.
+        """
+        chunks = [c for c in (a.take() for a in self.appliers.values()) if c is not None]
         self._pending = 0
+        self.wait()
+        if chunks:
+            self._inflight = self._writer.submit(_write_all, chunks)
+        if wait:
+            self.wait()
+
+    def close(self) -> None:
+        """Stop the writer thread; an in-flight chunk is finished first (errors ignored here)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            futures.wait([inflight])
+        self._writer.shutdown(wait=True)
