@@ -5,6 +5,7 @@ Staging tables are named ``_cdc_stage_<pipeline>_<n>`` in the target schema so a
 match is exact (``<n>`` all digits): pipeline ``a`` never touches the stages of pipeline ``a_b``.
 """
 
+import hashlib
 import re
 from typing import Any
 
@@ -28,10 +29,15 @@ def stage_name(pipeline: str, index: int) -> str:
 
 def fit_identifier(name: str) -> str:
     """Trim to PostgreSQL's 63-byte limit without splitting a UTF-8 character."""
+    return fit_identifier_to(name, MAX_IDENT_BYTES)
+
+
+def fit_identifier_to(name: str, limit: int) -> str:
+    """Trim to ``limit`` bytes without splitting a UTF-8 character."""
     raw = name.encode()
-    if len(raw) <= MAX_IDENT_BYTES:
+    if len(raw) <= limit:
         return name
-    return raw[:MAX_IDENT_BYTES].decode(errors="ignore")
+    return raw[:limit].decode(errors="ignore")
 
 
 def check_target_schema(conn: psycopg.Connection[Any], schema: str, *, pipeline: str) -> None:
@@ -124,8 +130,22 @@ def create_stage(conn: psycopg.Connection[Any], schema: str, stage: str, table: 
 
 def index_names(live: str, table: TableInfo) -> tuple[str | None, list[str]]:
     """Names the primary key and indexes get once the stage becomes ``live``."""
-    pk = fit_identifier(f"{live}_pkey") if table.primary_key else None
-    return pk, [fit_identifier(f"{live}_cdc_idx{i}") for i in range(len(table.indexes))]
+    pk = _derived_name(live, "pkey") if table.primary_key else None
+    return pk, [_derived_name(live, f"cdc_idx{i}") for i in range(len(table.indexes))]
+
+
+def _derived_name(live: str, suffix: str) -> str:
+    """``<live>_<suffix>``, or when that passes 63 bytes a trimmed ``live`` plus a hash of both.
+
+    Plain truncation would make the names of a long table's indexes equal to each other, or to the
+    table's own name (a 63-byte table's ``_pkey`` truncates back to the table name), and the swap
+    would fail with "relation already exists".
+    """
+    name = f"{live}_{suffix}"
+    if len(name.encode()) <= MAX_IDENT_BYTES:
+        return name
+    tail = f"_{hashlib.sha1(name.encode()).hexdigest()[:8]}_{suffix}"
+    return fit_identifier_to(live, MAX_IDENT_BYTES - len(tail.encode())) + tail
 
 
 def stage_index_names(stage: str, table: TableInfo) -> tuple[str | None, list[str]]:
