@@ -130,7 +130,7 @@ def test_quoted_identifiers_empty_table_and_target_schema(new_db) -> None:
         'CREATE TABLE "Sales"."Order Items" ("Id" int PRIMARY KEY, "the ""qty""" int, '
         '"Ünit Price" numeric(12,2))',
         'INSERT INTO "Sales"."Order Items" '
-        "SELECT g, g * 2, g / 3.0 FROM generate_series(1, 500) g",
+        "SELECT g, g * 2, g / 3.0 FROM generate_series(1, 500) AS s (g)",
         'CREATE INDEX ON "Sales"."Order Items" ("the ""qty""")',
         "CREATE TABLE empty_one (a int, b text)",
     )
