@@ -145,12 +145,15 @@ def launch_full_load_requests(
 ) -> dg.SensorResult:
     """Partitions for new rows, removal of removed ones, a first full load per new enabled row.
 
+    Disabled rows get a partition too: disabling stops automatic runs, not a person's launch
+    from the UI.
+
     The run key includes the row's id and last change, so a ``pipeline reset`` (which moves
     ``updated_at``) gets a new run while repeated ticks over an unchanged row launch once.
     """
     existing = set(instance.get_dynamic_partitions(PIPELINES_PARTITIONS))
     names = {r.name for r in rows}
-    to_add = sorted(r.name for r in rows if r.enabled and r.name not in existing)
+    to_add = sorted(r.name for r in rows if r.name not in existing)
     to_remove = sorted(existing - names)
     if to_add:
         # Added now rather than via the result: run requests of this tick are validated against

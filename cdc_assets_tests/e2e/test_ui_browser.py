@@ -45,9 +45,14 @@ def test_materialize_a_partition_from_the_ui(
     source, target = new_db("src"), new_db("tgt")
     make_source(source, rows=321)
     name = f"ui_{uuid.uuid4().hex[:8]}"
-    # Disabled: the launch sensor leaves it alone, so the only run is the one clicked in the UI.
+    # Disabled: the launch sensor adds its partition but launches nothing, so the only run is
+    # the one clicked in the UI.
     control.add(spec(name, source, target, enabled=False))
-    dagster_instance.add_dynamic_partitions("pipelines", [name])
+    wait_until(
+        lambda: name in dagster_instance.get_dynamic_partitions("pipelines"),
+        timeout=60,
+        describe=f"the launch sensor to add the partition {name}",
+    )
     assert control.get(name).full_load_status is FullLoadStatus.NOT_STARTED
     stack.graphql("mutation { setNuxSeen }")  # the first-visit community modal covers the page
 

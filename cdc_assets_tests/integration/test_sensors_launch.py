@@ -67,7 +67,8 @@ def test_launch_sensor_adds_partitions_and_launches_enabled_new_rows(
     req = result.run_requests[0]
     assert req.job_name == "full_load_job"
     assert req.tags["cdc/pipeline"] == "fresh" and req.tags["cdc/phase"] == "full_load"
-    assert instance.get_dynamic_partitions("pipelines") == ["fresh"]
+    # Both rows get a partition (a disabled pipeline can still be launched from the UI).
+    assert sorted(instance.get_dynamic_partitions("pipelines")) == ["fresh", "off"]
 
     # A reset row gets a new run key (new attempt); an unchanged row keeps its key.
     again = evaluate(defs, "launch_full_loads_sensor", instance, repo)
