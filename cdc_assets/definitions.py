@@ -38,6 +38,9 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
             cdc_sensor(settings),
         ],
         schedules=[full_load_refresh_schedule, cdc_sync_schedule],
+        # Every job, also the hidden __ASSET_JOB behind the UI's Materialize, runs in the run
+        # worker itself: no step subprocess that could outlive a killed worker and fire a late hook.
+        executor=dg.in_process_executor,
         resources={
             "control": control,
             "connections": PostgresConnections(control=control),
