@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -340,6 +341,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+            shutil.rmtree(server.pgdata.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
