@@ -41,6 +41,7 @@ from cdc_assets.pg.connect import connect, first_line
 from cdc_assets.secrets import scrub
 from cdc_assets.settings import Settings
 from cdc_assets.source import changes
+from cdc_assets.source.stream import ChangeStream
 from cdc_assets.target.batch import DEFAULT_CHUNK, BatchApply
 from cdc_assets.target.watermark import get_watermark, set_watermark
 
@@ -132,6 +133,16 @@ def _check_slot(spec: PipelineSpec, src: psycopg.Connection[Any]) -> changes.Slo
     return slot
 
 
+def _wait_slot_released(src: psycopg.Connection[Any], slot: str) -> None:
+    """The walsender of our stream lets go of the slot a moment after the session ends."""
+    deadline = time.monotonic() + SLOT_BUSY_WAIT_S
+    while time.monotonic() < deadline:
+        info = changes.get_slot(src, slot)
+        if info is None or info.active_pid is None:
+            return
+        time.sleep(0.05)
+
+
 def _check_tables(spec: PipelineSpec, src: psycopg.Connection[Any]) -> None:
     for table in spec.tables:
         ident = changes.table_identity(src, table.schema, table.name)
@@ -213,16 +224,17 @@ def run_cdc_batch(
         rows = 0
         skipping = False
         try:
-            with src.transaction():
-                _session_read = changes.read_changes(
-                    src,
-                    spec.slot_name,
-                    spec.publication_name,
-                    upto=upto,
-                    max_changes=settings.cdc_batch_max_changes,
-                )
+            stream = ChangeStream(
+                source_url,
+                pipeline=spec.name,
+                slot=spec.slot_name,
+                publication=spec.publication_name,
+                upto=upto,
+                max_changes=settings.cdc_batch_max_changes,
+            )
+            try:
                 _kill_point("before_apply")
-                for data in _session_read:
+                for data in stream:
                     rows += 1
                     first = data[0]
                     if first == BEGIN:
@@ -250,7 +262,9 @@ def run_cdc_batch(
                     elif isinstance(msg, Truncate) and not skipping:
                         batch.truncate(msg)
                     # Origin, Type and logical messages carry nothing to apply.
-                batch.flush(wait=True)
+            finally:
+                stream.close()
+            batch.flush(wait=True)
         except DecodeError as exc:
             raise SourceError(
                 f"cannot decode the change stream: {exc}",
@@ -270,13 +284,14 @@ def run_cdc_batch(
         finally:
             batch.close()
 
-        limited = rows >= settings.cdc_batch_max_changes
+        limited = stream.limited
         end = Lsn(max(watermark, last_end) if limited else max(watermark, upto, last_end))
         set_watermark(tgt, spec.target_schema, spec.name, end)
         _kill_point("after_apply")
         tgt.commit()
         _kill_point("after_commit")
         try:
+            _wait_slot_released(src, spec.slot_name)
             changes.advance_slot(src, spec.slot_name, end)
         except psycopg.Error as exc:
             raise CdcError(
