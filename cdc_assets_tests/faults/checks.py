@@ -56,10 +56,7 @@ def row_equals_run(
     def matches() -> PipelineRow | None:
         row = repo.get(name)
         if phase is Phase.FULL_LOAD:
-            ok = (
-                row.full_load_status is FULL_LOAD_OF_RUN[status]
-                and row.full_load_run_id == run_id
-            )
+            ok = row.full_load_status is FULL_LOAD_OF_RUN[status] and row.full_load_run_id == run_id
         else:
             ok = row.cdc_status is CDC_OF_RUN[status] and row.cdc_run_id == run_id
         return row if ok else None
@@ -75,7 +72,9 @@ def row_equals_run(
     return row
 
 
-def wait_checksums_equal(spec: PipelineSpec, source: str, target: str, timeout: float = 120) -> None:
+def wait_checksums_equal(
+    spec: PipelineSpec, source: str, target: str, timeout: float = 120
+) -> None:
     """Every table's (count, md5) on the target equals the source's (CDC caught up)."""
 
     def equal() -> bool:
@@ -90,7 +89,9 @@ def wait_checksums_equal(spec: PipelineSpec, source: str, target: str, timeout: 
                 return False
         return True
 
-    wait_until(equal, timeout=timeout, describe=f"{spec.name}: target checksums = source", interval=1)
+    wait_until(
+        equal, timeout=timeout, describe=f"{spec.name}: target checksums = source", interval=1
+    )
 
 
 def leaks(source: str, target: str, pipeline: str, *, cdc: bool) -> list[str]:

@@ -71,7 +71,9 @@ def engine_waiting(url: str, pipeline: str) -> bool:
     return bool(row and row[0])
 
 
-def runs(instance: dg.DagsterInstance, name: str, phase: Phase | None = None) -> list[dg.DagsterRun]:
+def runs(
+    instance: dg.DagsterInstance, name: str, phase: Phase | None = None
+) -> list[dg.DagsterRun]:
     """The pipeline's runs, newest first, lock-conflict losers left out."""
     out = []
     for record in instance.get_run_records(dg.RunsFilter(tags={TAG_PIPELINE: name})):

@@ -145,9 +145,11 @@ def test_fault_during_cdc_batch(
             with locked(case.target):
                 workload.wait_commits(5)
                 run_id = wait_until(
-                    lambda: active_run(dagster_instance, case.name, Phase.CDC)
-                    if engine_waiting(case.target, case.name)
-                    else None,
+                    lambda: (
+                        active_run(dagster_instance, case.name, Phase.CDC)
+                        if engine_waiting(case.target, case.name)
+                        else None
+                    ),
                     timeout=90,
                     describe="a CDC batch waiting inside the engine on the target",
                 )
