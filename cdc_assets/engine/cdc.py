@@ -5,9 +5,9 @@ The order of a batch is the whole guarantee:
 1. check the slot exists and has not moved past the target's watermark (a dropped or recreated
    slot would otherwise skip changes silently);
 2. pick the end point ``upto`` (the source's flushed WAL position now);
-3. peek the slot's changes up to ``upto`` and apply them to the target in one transaction,
-   skipping source transactions the target already has (commit LSN below the watermark: the
-   previous batch crashed after its target commit, before its slot advance);
+3. stream the slot's changes up to ``upto`` (``source/stream.py``) and apply them to the target
+   in one transaction, skipping source transactions the target already has (commit LSN below
+   the watermark: the previous batch crashed after its target commit, before its slot advance);
 4. set the watermark to ``upto`` (or the end of the last applied transaction if later) in that
    same transaction and commit;
 5. only then advance the slot to the watermark: WAL of tables outside the pipeline is released
@@ -36,7 +36,7 @@ from cdc_assets.decoding.pgoutput import (
     decode,
 )
 from cdc_assets.domain import Lsn, PipelineSpec, TableRef
-from cdc_assets.errors import CdcError, ConsistencyError, SourceError
+from cdc_assets.errors import CdcError, ConsistencyError, SourceError, TargetError
 from cdc_assets.pg.connect import connect, first_line
 from cdc_assets.secrets import scrub
 from cdc_assets.settings import Settings
@@ -221,7 +221,6 @@ def run_cdc_batch(
         )
         transactions = 0
         last_end = 0
-        rows = 0
         skipping = False
         try:
             stream = ChangeStream(
@@ -235,7 +234,6 @@ def run_cdc_batch(
             try:
                 _kill_point("before_apply")
                 for data in stream:
-                    rows += 1
                     first = data[0]
                     if first == BEGIN:
                         skipping = begin_final_lsn(data) < watermark
@@ -286,9 +284,16 @@ def run_cdc_batch(
 
         limited = stream.limited
         end = Lsn(max(watermark, last_end) if limited else max(watermark, upto, last_end))
-        set_watermark(tgt, spec.target_schema, spec.name, end)
-        _kill_point("after_apply")
-        tgt.commit()
+        try:
+            set_watermark(tgt, spec.target_schema, spec.name, end)
+            _kill_point("after_apply")
+            tgt.commit()
+        except psycopg.Error as exc:
+            raise TargetError(
+                f"committing the batch failed: {first_line(scrub(str(exc)))}",
+                pipeline=spec.name,
+                fix="rerun the batch: nothing of it was committed",
+            ) from None
         _kill_point("after_commit")
         try:
             _wait_slot_released(src, spec.slot_name)

@@ -1,23 +1,10 @@
-"""Read a pipeline's changes from its logical slot, and release WAL once the target has them.
+"""The pipeline's slot seen over an ordinary connection: state, end point, advance, lag.
 
-How we read: ``pg_logical_slot_peek_binary_changes`` over an ordinary connection, through a named
-(server-side) cursor, then ``pg_replication_slot_advance`` after the target commit. Why not the
-streaming replication protocol (psycopg2's ``LogicalReplicationConnection``)?
-
-* A CDC batch is finite ("every change available when it starts"). ``peek`` with ``upto_lsn``
-  returns exactly the whole transactions committed before that point and ends; with the streaming
-  protocol a batch has to guess when it has seen everything (keepalive ``wal_end`` polling).
-* The slot's position moves only when we call ``advance`` after the target commit, never
-  implicitly through standby feedback, which is the exactly-once rule in one line.
-* Memory stays bounded on both sides: the server spills big transactions to disk
-  (``logical_decoding_work_mem``) and its result tuplestore past ``work_mem``; the client fetches
-  ``fetch_size`` rows at a time from the cursor.
-* Measured on this machine (bench/cdc.py ``--compare-readers``, see docs/benchmarks.md): reading
-  200,000 one-row transactions through ``peek`` + cursor is within a few percent of the streaming
-  protocol, and both are far below the time the target spends applying, so the simpler and
-  safer reader wins.
-
-psycopg 3 (used everywhere else) has no replication protocol support; ``peek`` needs none.
+Also the alternative reader, ``pg_logical_slot_peek_binary_changes`` through a named cursor
+(:func:`read_changes`). The engine streams instead (``source/stream.py``), because on this machine
+that reads the same backlog faster (bench/cdc.py compares the two, docs/benchmarks.md has the
+numbers); peek stays as the reference the stream reader is tested against: both must yield the
+same messages.
 """
 
 from collections.abc import Iterator
