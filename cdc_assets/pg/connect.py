@@ -48,10 +48,13 @@ def connect(
             **kwargs,
         )
     except psycopg.OperationalError as exc:
+        reason = first_line(scrub(str(exc)))
+        fix = f"check the {role} host, port, database, user and password"
+        if "permission denied for database" in reason:
+            # The login worked; only the CONNECT privilege is missing (docs/security.md).
+            fix = f"GRANT CONNECT ON DATABASE <that database> TO the {role} role"
         raise ConnectError(
-            f"cannot connect to {role} {redact_url(url)}: {first_line(scrub(str(exc)))}",
-            pipeline=pipeline,
-            fix=f"check the {role} host, port, database, user and password",
+            f"cannot connect to {role} {redact_url(url)}: {reason}", pipeline=pipeline, fix=fix
         ) from None
 
 

@@ -57,11 +57,16 @@ def recreate_publication(
                 ).format(sql.Identifier(name), targets)
             )
     except psycopg.errors.InsufficientPrivilege as exc:
+        reason = first_line(scrub(str(exc)))
+        if "permission denied for database" in reason:
+            fix = "GRANT CREATE ON DATABASE <source database> TO the source user"
+        else:  # "must be owner of table ...": only a table's owner may publish it
+            fix = (
+                "make the source user the owner of the pipeline's tables or a member of their "
+                "owner role (GRANT <owner role> TO <source user>)"
+            )
         raise SourceError(
-            f"cannot create publication {name}: {first_line(scrub(str(exc)))}",
-            pipeline=pipeline,
-            fix="run the pipeline as the owner of its source tables (or a superuser), or create "
-            "the publication as such a role",
+            f"cannot create publication {name}: {reason}", pipeline=pipeline, fix=fix
         ) from None
 
 
