@@ -108,10 +108,9 @@ class ChangeStream:
                     pipeline=self.pipeline,
                     fix="rerun the batch; nothing was applied",
                 )
-            data = bytes(view)
-            kind = data[0]
+            kind = view[0]
             if kind == _XLOGDATA:
-                payload = data[_XLOG_HEADER:]
+                payload = bytes(view[_XLOG_HEADER:])  # the one copy per message
                 first = payload[0]
                 if first == BEGIN:
                     if begin_final_lsn(payload) >= self.upto:
@@ -125,7 +124,7 @@ class ChangeStream:
                 self.messages += 1
                 yield payload
             elif kind == _KEEPALIVE:
-                wal_end, _clock, reply = _KEEPALIVE_MSG.unpack_from(data, 1)
+                wal_end, _clock, reply = _KEEPALIVE_MSG.unpack_from(view, 1)
                 asked = False
                 if wal_end >= self.upto and not in_txn:
                     return
