@@ -80,7 +80,6 @@ class BatchApply:
         self.relations: dict[int, Relation] = {}  # relation id -> shape the applier was made for
         self.latest: dict[int, Relation] = {}  # relation id -> last Relation message seen
         self._active: dict[int, TableApply] = {}  # relation id -> applier, up to date (hot path)
-        self.ignored: set[int] = set()
         self.counts = BatchCounts()
         self._pending = 0
         self._stage_seq = 0
@@ -100,14 +99,20 @@ class BatchApply:
         self.latest[rel.relation_id] = rel
         self._active.pop(rel.relation_id, None)
 
-    def _activate(self, rel: Relation) -> TableApply | None:
+    def _activate(self, rel: Relation) -> TableApply:
         """Check the target against ``rel`` (adding columns), and route its changes from now."""
         source = TableRef(rel.namespace, rel.name)
         if source not in self.tables:
-            self.ignored.add(rel.relation_id)  # published, but not one of this pipeline's tables
-            self.relations[rel.relation_id] = rel
-            return None
-        self.ignored.discard(rel.relation_id)
+            # The publication lists exactly the pipeline's tables, so this is a table renamed or
+            # moved on the source (or a publication edited by hand): its changes would be lost.
+            raise SchemaChangeError(
+                f"changes arrive for {source}, which is not one of the pipeline's tables: was a "
+                f"table renamed or moved, or added to publication {self.spec.publication_name}?",
+                pipeline=self.spec.name,
+                table=str(source),
+                fix="rename the table back on the source, or change the pipeline's tables and "
+                "reset it for a new full load",
+            )
         self.wait()
         current = self.appliers.pop(rel.relation_id, None)
         if current is not None:
@@ -217,7 +222,7 @@ class BatchApply:
 
     # -- changes -----------------------------------------------------------------------------
 
-    def _for(self, relation_id: int) -> TableApply | None:
+    def _for(self, relation_id: int) -> TableApply:
         rel = self.latest.get(relation_id)
         if rel is None:
             raise SourceError(
@@ -227,45 +232,37 @@ class BatchApply:
             )
         if self.relations.get(relation_id) is not rel:
             applier = self._activate(rel)
-        elif relation_id in self.ignored:
-            return None
         else:
             applier = self.appliers[relation_id]
-        if applier is not None:
-            self._active[relation_id] = applier
+        self._active[relation_id] = applier
         return applier
 
     def insert(self, msg: Insert) -> None:
         """Stage an insert."""
         applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
-        if applier is not None:
-            applier.insert(msg.new)
-            self.counts.inserts += 1
-            self._changed(applier)
+        applier.insert(msg.new)
+        self.counts.inserts += 1
+        self._changed(applier)
 
     def update(self, msg: Update) -> None:
         """Stage an update."""
         applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
-        if applier is not None:
-            applier.update(msg.old_kind, msg.old, msg.new)
-            self.counts.updates += 1
-            self._changed(applier)
+        applier.update(msg.old_kind, msg.old, msg.new)
+        self.counts.updates += 1
+        self._changed(applier)
 
     def delete(self, msg: Delete) -> None:
         """Stage a delete."""
         applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
-        if applier is not None:
-            applier.delete(msg.old)
-            self.counts.deletes += 1
-            self._changed(applier)
+        applier.delete(msg.old)
+        self.counts.deletes += 1
+        self._changed(applier)
 
     def truncate(self, msg: Truncate) -> None:
         """Empty the target tables now; their pending changes are moot, others' stay pending."""
         targets = []
         for relid in msg.relation_ids:
             applier = self._for(relid)
-            if applier is None:
-                continue
             self._pending -= applier.raw
             applier.discard()
             targets.append(applier.target.table)

@@ -124,3 +124,14 @@ def test_retyped_column_fails_clearly(new_db) -> None:
     )
     with pytest.raises(SchemaChangeError, match=r"'n' changed type .* integer to bigint"):
         p.batch()
+
+
+def test_renamed_table_fails_instead_of_losing_its_changes(new_db) -> None:
+    p = loaded_pipeline(new_db, DDL, TABLES)
+    execute(
+        p.source,
+        "ALTER TABLE public.items RENAME TO goods",
+        "UPDATE public.goods SET name = 'after rename' WHERE id = 1",
+    )
+    with pytest.raises(SchemaChangeError, match=r"public.goods, which is not one of"):
+        p.batch()
