@@ -24,6 +24,7 @@ from cdc_assets.defs.tags import (
     launch_tags,
 )
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase, Writer
+from cdc_assets.errors import ConsistencyError
 from cdc_assets.settings import Settings
 from cdc_assets.status.reconcile import RunState, write_for_run
 
@@ -228,6 +229,7 @@ def launch_cdc_requests(
 ) -> list[dg.RunRequest]:
     """A batch for each CDC pipeline with pending changes (or no batch yet) and no run going.
 
+    A pipeline whose slot vanished gets a batch too: it fails with the reason and the fix.
     FAILED CDC is left to the once-a-minute schedule, so a broken pipeline is retried at a calm
     pace rather than every sensor tick.
     """
@@ -246,6 +248,12 @@ def launch_cdc_requests(
         try:
             resolved = connections.resolve(row.spec)
             pending = pending_bytes(row.spec, source_url=resolved.source_url)
+        except ConsistencyError as exc:
+            # Slot gone: one batch fails with the full reason and the row turns FAILED now,
+            # instead of staying ACTIVE until the next heartbeat.
+            log.warning(f"{row.name}: {error_text(exc)}; launching a batch to record it")
+            requests.append(cdc_request(row, settings, None))
+            continue
         except Exception as exc:  # one unreachable source must not stop the others' batches
             log.warning(f"{row.name}: cannot check pending changes: {error_text(exc)}")
             continue

@@ -1,0 +1,568 @@
+"""CDC orchestration on a real instance: CDC sensor, ``cdc_sync_schedule``, the status path.
+
+Source, target and control databases are real (the session's PostgreSQL); Dagster is a real
+``DagsterInstance``. Launched runs are executed in process from the sensor's own ``RunRequest``
+(job, partition and tags exactly as the daemon would launch them).
+"""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+from dagster import instance_for_test
+
+from cdc_assets.control.repository import PipelineRepository
+from cdc_assets.definitions import build_defs
+from cdc_assets.defs.cdc import LAG_CHECK
+from cdc_assets.defs.full_load import TARGET_TABLES
+from cdc_assets.defs.reconciler import reconcile
+from cdc_assets.defs.resources import ControlDb, PostgresConnections
+from cdc_assets.defs.run_status import run_failure_message
+from cdc_assets.domain import CdcStatus, FullLoadStatus, Lsn, Mode, Phase, Writer
+from cdc_assets.engine.cdc import pending_bytes
+from cdc_assets.ops_cli import execute_pipeline
+from cdc_assets.settings import Settings
+from cdc_assets.target.watermark import get_watermark
+from cdc_assets_tests.e2e.pipelines import count, events, make_source, spec
+from cdc_assets_tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+CDC_SENSOR = "launch_cdc_batches_sensor"
+LAG_KEY = dg.AssetCheckKey(TARGET_TABLES, LAG_CHECK)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def repo(control_url: str, monkeypatch: pytest.MonkeyPatch) -> PipelineRepository:
+    monkeypatch.setenv("CDC_CONTROL_DB_URL", control_url)
+    return PipelineRepository.from_url(control_url)
+
+
+@pytest.fixture
+def defs() -> dg.Definitions:
+    return build_defs(Settings())
+
+
+def resources(repo: PipelineRepository) -> dict[str, Any]:
+    control = ControlDb(url=repo.url)
+    return {"control": control, "connections": PostgresConnections(control=control)}
+
+
+def sensor_tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, repo: PipelineRepository
+) -> list[dg.RunRequest]:
+    """One tick of the CDC sensor, validated as the daemon validates it."""
+    sensor = defs.resolve_sensor_def(CDC_SENSOR)
+    with (
+        dg.partition_loading_context(dynamic_partitions_store=instance),
+        dg.build_sensor_context(
+            instance=instance, resources=resources(repo), definitions=defs
+        ) as ctx,
+    ):
+        return list(sensor.evaluate_tick(ctx).run_requests or [])
+
+
+def schedule_tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, repo: PipelineRepository
+) -> list[dg.RunRequest]:
+    schedule = defs.resolve_schedule_def("cdc_sync_schedule")
+    with (
+        dg.partition_loading_context(dynamic_partitions_store=instance),
+        dg.build_schedule_context(
+            instance=instance,
+            resources=resources(repo),
+            scheduled_execution_time=datetime(2030, 1, 1, 12, 0, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
+        ) as ctx,
+    ):
+        return list(schedule.evaluate_tick(ctx).run_requests or [])
+
+
+def launch(
+    defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest
+) -> dg.ExecuteInProcessResult:
+    """Run a request in this process with its own job, partition and tags."""
+    job = defs.resolve_job_def(request.job_name or "")
+    result: dg.ExecuteInProcessResult = job.execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        tags=dict(request.tags),
+        raise_on_error=False,
+    )
+    return result
+
+
+def run_status_sensor(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    repo: PipelineRepository,
+    sensor_name: str,
+    run_id: str,
+    event_type: str,
+) -> None:
+    """Evaluate one run-status sensor for the run's ``event_type`` event, as the daemon does."""
+    event = next(
+        e.dagster_event
+        for e in instance.all_logs(run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == event_type
+    )
+    run = instance.get_run_by_id(run_id)
+    sensor = defs.resolve_sensor_def(sensor_name)
+    with dg.build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_event=event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"control": ControlDb(url=repo.url)},
+    ) as ctx:
+        assert sensor(ctx) is None
+
+
+def loaded(
+    instance: dg.DagsterInstance,
+    repo: PipelineRepository,
+    defs: dg.Definitions,
+    new_db: Any,
+    name: str,
+    rows: int = 20,
+) -> tuple[str, str, str]:
+    """A full_load_and_cdc pipeline after a real full-load run: (source, target, run id)."""
+    src, dst = new_db("src"), new_db("dst")
+    make_source(src, rows=rows)
+    repo.add(spec(name, src, dst, mode=Mode.FULL_LOAD_AND_CDC))
+    result = execute_pipeline(instance, name, Phase.FULL_LOAD, defs=defs)
+    assert result.success
+    row = repo.get(name)
+    assert (row.full_load_status, row.cdc_status) == (
+        FullLoadStatus.COMPLETED,
+        CdcStatus.NOT_STARTED,
+    )
+    return src, dst, result.dagster_run.run_id
+
+
+def sql(url: str, statement: str, params: Any = None) -> Any:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchone() if cur.description else None
+
+
+def slot_confirmed(src: str, name: str) -> Lsn | None:
+    row = sql(
+        src,
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+        (spec(name, src, src).slot_name,),
+    )
+    return Lsn(row[0]) if row else None
+
+
+def target_watermark(dst: str, name: str) -> Lsn | None:
+    with psycopg.connect(dst, autocommit=True) as conn:
+        return get_watermark(conn, "public", name)
+
+
+def full_load_columns(repo: PipelineRepository, name: str) -> tuple[Any, ...]:
+    row = repo.get(name)
+    return (
+        row.full_load_status,
+        row.full_load_run_id,
+        row.full_load_authority,
+        row.full_load_completed_at,
+        row.full_load_rows,
+    )
+
+
+def lag_evaluation(instance: dg.DagsterInstance) -> Any:
+    record = instance.get_latest_asset_check_evaluation_record(LAG_KEY)
+    assert record is not None and record.event is not None
+    return record.event.dagster_event.event_specific_data
+
+
+# -- the first batch follows the full load; the success status path -------------------------------
+
+
+def test_first_batch_follows_full_load_and_records_progress(instance, repo, defs, new_db) -> None:
+    src, dst, load_run = loaded(instance, repo, defs, new_db, "flow")
+    loaded_cols = full_load_columns(repo, "flow")
+
+    [request] = sensor_tick(defs, instance, repo)
+    assert request.job_name == "cdc_sync_job" and request.partition_key == "flow"
+    assert request.tags["cdc/pipeline"] == "flow" and request.tags["cdc/phase"] == "cdc"
+    # The first batch has a run key tied to the full-load run: repeated ticks launch it once.
+    assert request.run_key == f"cdc_first:flow:{repo.get('flow').id}:{load_run}"
+    assert [r.run_key for r in sensor_tick(defs, instance, repo)] == [request.run_key]
+
+    sql(src, "INSERT INTO public.orders VALUES (1000, 'after the load')")
+    result = launch(defs, instance, request)
+
+    assert result.success
+    run_id = result.dagster_run.run_id
+    run = instance.get_run_by_id(run_id)
+    assert run.tags["dagster/partition"] == "flow" and run.tags["cdc/phase"] == "cdc"
+    assert count(dst) == 21
+    row = repo.get("flow")
+    assert (row.cdc_status, row.cdc_authority, row.last_run_id, row.last_error) == (
+        CdcStatus.ACTIVE,
+        Writer.OP,
+        run_id,
+        None,
+    )
+    assert row.cdc_lsn is not None
+    assert row.cdc_lsn == target_watermark(dst, "flow") == slot_confirmed(src, "flow")
+    assert row.cdc_lag_bytes is not None and row.cdc_lag_bytes >= 0
+    assert events(repo, "flow")[-1] == ("cdc", "NOT_STARTED", "ACTIVE", "op")
+    assert full_load_columns(repo, "flow") == loaded_cols
+    hooks = [
+        e.dagster_event.event_type_value
+        for e in instance.all_logs(run_id)
+        if e.dagster_event and e.dagster_event.event_type_value.startswith("HOOK_")
+    ]
+    assert "HOOK_COMPLETED" in hooks and "HOOK_ERRORED" not in hooks
+    check = lag_evaluation(instance)
+    assert check.metadata["pipeline"].value == "flow"
+    assert check.metadata["cdc/lag_bytes"].value == row.cdc_lag_bytes
+
+    # The success sensor confirms from the run record: authority moves, no new status event.
+    before = events(repo, "flow")
+    run_status_sensor(
+        defs, instance, repo, "pipeline_run_success_sensor", run_id, "PIPELINE_SUCCESS"
+    )
+    assert repo.get("flow").cdc_authority is Writer.SENSOR
+    assert events(repo, "flow") == before
+
+    # A STARTED event processed after SUCCESS changes nothing.
+    confirmed = repo.get("flow")
+    run_status_sensor(defs, instance, repo, "pipeline_run_started_sensor", run_id, "PIPELINE_START")
+    assert repo.get("flow") == confirmed
+    assert events(repo, "flow") == before
+
+    # The reconciler agrees with both phases; CDC never touched the full-load columns.
+    assert [o for o in reconcile(instance, repo, ["flow"]) if o.changed] == []
+    assert full_load_columns(repo, "flow")[:2] == loaded_cols[:2]
+
+    # Now ACTIVE: the next tick launches only for pending changes, without a run key.
+    sql(src, "UPDATE public.orders SET note = 'changed' WHERE id = 1")
+    [again] = sensor_tick(defs, instance, repo)
+    assert again.run_key is None and again.partition_key == "flow"
+    second = launch(defs, instance, again)
+    assert second.success
+    assert sql(dst, "SELECT note FROM public.orders WHERE id = 1") == ("changed",)
+    row = repo.get("flow")
+    assert row.last_run_id == second.dagster_run.run_id and row.cdc_status is CdcStatus.ACTIVE
+    assert row.cdc_lsn == target_watermark(dst, "flow") == slot_confirmed(src, "flow")
+
+
+# -- which pipelines the sensor and the schedule launch -------------------------------------------
+
+
+def _states(
+    repo: PipelineRepository,
+    name: str,
+    *,
+    full_load: FullLoadStatus | None = None,
+    cdc: CdcStatus | None = None,
+) -> None:
+    at = datetime.now(UTC)
+    if full_load is not None:
+        assert repo.transition_full_load(
+            name, full_load, run_id=f"fl-{name}", run_created_at=at, writer=Writer.OP
+        )
+    if cdc is not None:
+        assert repo.transition_cdc(
+            name, cdc, run_id=f"cdc-{name}", run_created_at=at, writer=Writer.OP, error="x"
+        )
+
+
+def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, new_db) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    cdc, done, active = Mode.FULL_LOAD_AND_CDC, FullLoadStatus.COMPLETED, CdcStatus.ACTIVE
+    rows: dict[str, dict[str, Any]] = {
+        "ready": {"full_load": done, "cdc": active},
+        "fresh": {"full_load": done},
+        "off": {"full_load": done, "cdc": active, "enabled": False},
+        "loading": {"full_load": FullLoadStatus.IN_PROGRESS},
+        "plain": {"full_load": done, "mode": Mode.FULL_LOAD},
+        "busy": {"full_load": done, "cdc": active},
+        "busy_ui": {"full_load": done, "cdc": active},
+        "stopped": {"full_load": done, "cdc": CdcStatus.STOPPED},
+        "broken": {"full_load": done, "cdc": CdcStatus.FAILED},
+    }
+    for name, want in rows.items():
+        repo.add(
+            spec(name, src, dst, mode=want.get("mode", cdc), enabled=want.get("enabled", True))
+        )
+        _states(repo, name, full_load=want["full_load"], cdc=want.get("cdc"))
+        if "cdc" in want:  # a real slot with pending WAL: only the row's state can exclude it
+            sql(
+                src,
+                "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
+                (spec(name, src, dst).slot_name,),
+            )
+    sql(src, "CREATE TABLE public.wal_maker AS SELECT 1 AS x")
+    instance.add_dynamic_partitions("pipelines", list(rows))
+    cdc_job = defs.resolve_job_def("cdc_sync_job")
+    instance.create_run_for_job(
+        cdc_job,
+        tags={"cdc/pipeline": "busy", "dagster/partition": "busy"},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    # A UI launch carries only the partition tag until its run starts.
+    instance.create_run_for_job(
+        cdc_job, tags={"dagster/partition": "busy_ui"}, status=dg.DagsterRunStatus.NOT_STARTED
+    )
+
+    requests = sensor_tick(defs, instance, repo)
+
+    assert sorted(r.partition_key for r in requests) == ["fresh", "ready"]
+    for r in requests:
+        assert r.job_name == "cdc_sync_job"
+        assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
+    # FAILED CDC is not relaunched by the sensor (every 5 s); the schedule retries it each minute.
+    heartbeat = schedule_tick(defs, instance, repo)
+    assert sorted(r.partition_key for r in heartbeat) == ["broken", "fresh", "ready"]
+    assert len({r.run_key for r in heartbeat}) == 3
+    for r in heartbeat:
+        assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
+
+    # Without pending changes, no batch. Every statement writes WAL on this shared server, so
+    # retry until no WAL was written between emptying the slot and the end of the tick.
+    ready = spec("ready", src, dst)
+
+    def idle_tick() -> tuple[list[dg.RunRequest]] | None:
+        sql(
+            src,
+            "SELECT pg_replication_slot_advance(%s, pg_current_wal_flush_lsn())",
+            (ready.slot_name,),
+        )
+        if pending_bytes(ready, source_url=src) != 0:
+            return None
+        requests = sensor_tick(defs, instance, repo)
+        return (requests,) if pending_bytes(ready, source_url=src) == 0 else None
+
+    (idle,) = wait_until(idle_tick, timeout=30, describe="a sensor tick over an idle slot")
+    assert [r.partition_key for r in idle] == ["fresh"]
+
+
+def test_no_schedule_requests_when_nothing_is_active(instance, repo, defs, new_db) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    repo.add(spec("only_load", src, dst))
+    _states(repo, "only_load", full_load=FullLoadStatus.COMPLETED)
+    assert schedule_tick(defs, instance, repo) == []
+    assert sensor_tick(defs, instance, repo) == []
+
+
+# -- failures: slot dropped underneath, canceled runs ---------------------------------------------
+
+
+def test_slot_dropped_underneath_fails_clearly_from_op_and_sensor(
+    instance, repo, defs, new_db
+) -> None:
+    src, _dst, _ = loaded(instance, repo, defs, new_db, "gone")
+    [first] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, first).success
+    loaded_cols = full_load_columns(repo, "gone")
+    slot = spec("gone", src, src).slot_name
+    sql(src, "SELECT pg_drop_replication_slot(%s)", (slot,))
+
+    # An ACTIVE pipeline whose slot vanished gets one batch, which fails with the reason.
+    [request] = sensor_tick(defs, instance, repo)
+    result = launch(defs, instance, request)
+
+    assert not result.success
+    run_id = result.dagster_run.run_id
+    row = repo.get("gone")
+    assert (row.cdc_status, row.cdc_authority, row.last_run_id) == (
+        CdcStatus.FAILED,
+        Writer.OP,
+        run_id,
+    )
+    assert row.last_error is not None
+    assert slot in row.last_error and "is missing" in row.last_error
+    assert "reset the pipeline and run a new full load" in row.last_error
+    assert events(repo, "gone")[-1] == ("cdc", "ACTIVE", "FAILED", "op")
+
+    # The failure sensor derives the same reason from the run record and takes authority.
+    from_record = run_failure_message(instance, run_id)
+    assert from_record is not None and slot in from_record and "reset the pipeline" in from_record
+    run_status_sensor(
+        defs, instance, repo, "pipeline_run_failure_sensor", run_id, "PIPELINE_FAILURE"
+    )
+    row = repo.get("gone")
+    assert (row.cdc_status, row.cdc_authority) == (CdcStatus.FAILED, Writer.SENSOR)
+    assert row.last_error is not None and slot in row.last_error
+    assert [o for o in reconcile(instance, repo, ["gone"]) if o.changed] == []
+    assert full_load_columns(repo, "gone")[:2] == loaded_cols[:2]
+
+    # FAILED: the sensor leaves it to the once-a-minute schedule.
+    assert sensor_tick(defs, instance, repo) == []
+    assert [r.partition_key for r in schedule_tick(defs, instance, repo)] == ["gone"]
+
+
+def test_failure_sensor_alone_writes_failed_for_a_cdc_run(instance, repo, defs, new_db) -> None:
+    """A CDC run that failed at resource set-up: the op never ran, only the run record tells."""
+    from cdc_assets.embedded import free_port
+
+    dead = f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/nope"
+    repo.add(spec("early", dead, new_db("dst"), mode=Mode.FULL_LOAD_AND_CDC))
+    _states(repo, "early", full_load=FullLoadStatus.COMPLETED)
+    loaded_cols = full_load_columns(repo, "early")
+    result = execute_pipeline(instance, "early", Phase.CDC, defs=defs)
+    assert not result.success
+    run_id = result.dagster_run.run_id
+    assert repo.get("early").cdc_status is CdcStatus.NOT_STARTED  # no op, no hook
+
+    run_status_sensor(
+        defs, instance, repo, "pipeline_run_failure_sensor", run_id, "PIPELINE_FAILURE"
+    )
+
+    row = repo.get("early")
+    assert (row.cdc_status, row.cdc_authority, row.last_run_id) == (
+        CdcStatus.FAILED,
+        Writer.SENSOR,
+        run_id,
+    )
+    assert row.last_error is not None and "cannot connect to source" in row.last_error
+    assert "hunter2" not in row.last_error
+    assert events(repo, "early")[-1] == ("cdc", "NOT_STARTED", "FAILED", "sensor")
+    assert full_load_columns(repo, "early") == loaded_cols
+
+
+def test_canceled_cdc_run_is_failed_canceled(instance, repo, defs, new_db) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    repo.add(spec("stopme", src, dst, mode=Mode.FULL_LOAD_AND_CDC))
+    _states(repo, "stopme", full_load=FullLoadStatus.COMPLETED, cdc=CdcStatus.ACTIVE)
+    loaded_cols = full_load_columns(repo, "stopme")
+    run = instance.create_run_for_job(
+        defs.resolve_job_def("cdc_sync_job"),
+        tags={"cdc/pipeline": "stopme", "cdc/phase": "cdc", "dagster/partition": "stopme"},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    instance.report_run_canceled(run)
+
+    run_status_sensor(
+        defs, instance, repo, "pipeline_run_canceled_sensor", run.run_id, "PIPELINE_CANCELED"
+    )
+
+    row = repo.get("stopme")
+    assert (row.cdc_status, row.cdc_authority, row.last_run_id) == (
+        CdcStatus.FAILED,
+        Writer.SENSOR,
+        run.run_id,
+    )
+    assert row.last_error is not None and row.last_error.startswith("canceled")
+    assert events(repo, "stopme")[-1] == ("cdc", "ACTIVE", "FAILED", "sensor")
+    assert full_load_columns(repo, "stopme") == loaded_cols
+    assert [o for o in reconcile(instance, repo, ["stopme"]) if o.changed] == []
+
+
+# -- lag: the op's evaluation and the declared check ----------------------------------------------
+
+
+@contextmanager
+def wal_traffic(url: str) -> Iterator[None]:
+    """Commits on the source (outside the pipeline's tables) for as long as the block runs.
+
+    A batch measures its lag after it advanced the slot; with writers running, WAL written after
+    the batch's end point is certainly there, so the lag is certainly > 0.
+    """
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    commits = [0]
+
+    def write() -> None:
+        try:
+            # Synchronous commits: the test server commits asynchronously by default, and WAL
+            # not yet written does not count in pg_current_wal_lsn().
+            with psycopg.connect(url, autocommit=True, options="-c synchronous_commit=on") as conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS public.noise (x int)")
+                while not stop.is_set():
+                    conn.execute("INSERT INTO public.noise VALUES (1)")
+                    commits[0] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    wait_until(lambda: commits[0] > 0 or errors, timeout=10, describe="the WAL writer to start")
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not errors, errors
+
+
+def test_batch_reports_lag_against_thresholds(instance, repo, defs, new_db, monkeypatch) -> None:
+    src, _dst, _ = loaded(instance, repo, defs, new_db, "laggy")
+    monkeypatch.setenv("CDC_LAG_WARN_BYTES", "0")
+    monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(10**12))
+    with wal_traffic(src):
+        assert execute_pipeline(instance, "laggy", Phase.CDC, defs=defs).success
+    warn = lag_evaluation(instance)
+    lag = repo.get("laggy").cdc_lag_bytes
+    assert lag is not None and lag > 0
+    assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert warn.metadata["cdc/lag_bytes"].value == lag
+    assert warn.metadata["pipeline"].value == "laggy"
+    assert warn.metadata["warn_above"].value == 0
+
+    monkeypatch.setenv("CDC_LAG_FAIL_BYTES", "0")
+    with wal_traffic(src):
+        assert execute_pipeline(instance, "laggy", Phase.CDC, defs=defs).success
+    error = lag_evaluation(instance)
+    assert (error.passed, error.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    # A lagging batch is still a successful batch: the check reports, the status stays ACTIVE.
+    assert repo.get("laggy").cdc_status is CdcStatus.ACTIVE
+
+    monkeypatch.setenv("CDC_LAG_WARN_BYTES", str(10**12))
+    monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(10**12))
+    assert execute_pipeline(instance, "laggy", Phase.CDC, defs=defs).success
+    assert lag_evaluation(instance).passed
+
+
+def test_cdc_lag_check_uses_the_worst_recorded_lag(
+    instance, repo, defs, new_db, monkeypatch
+) -> None:
+    monkeypatch.setenv("CDC_LAG_WARN_BYTES", "100")
+    monkeypatch.setenv("CDC_LAG_FAIL_BYTES", "1000")
+    src, dst = new_db("src"), new_db("dst")
+    for name in ("lag_a", "lag_b"):
+        repo.add(spec(name, src, dst, mode=Mode.FULL_LOAD_AND_CDC))
+        repo.record_cdc_progress(name, run_id="r", lsn=Lsn("0/10"), lag_bytes=10)
+    # Disabled or full_load-only pipelines do not count, however large their recorded lag.
+    repo.add(spec("off", src, dst, mode=Mode.FULL_LOAD_AND_CDC, enabled=False))
+    repo.record_cdc_progress("off", run_id="r", lsn=Lsn("0/10"), lag_bytes=10**9)
+    repo.add(spec("plain", src, dst))
+    repo.record_cdc_progress("plain", run_id="r", lsn=Lsn("0/10"), lag_bytes=10**9)
+    # The UI's "Execute check" runs the hidden asset job, subset to the check.
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={LAG_KEY}
+    )
+
+    def evaluate(lag_b: int) -> Any:
+        repo.record_cdc_progress("lag_b", run_id="r", lsn=Lsn("0/10"), lag_bytes=lag_b)
+        [evaluation] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
+        assert evaluation.check_name == LAG_CHECK
+        assert evaluation.metadata["cdc/lag_bytes_max"].value == max(10, lag_b)
+        assert evaluation.metadata["lag_b/lag_bytes"].value == lag_b
+        assert "off/lag_bytes" not in evaluation.metadata
+        assert "plain/lag_bytes" not in evaluation.metadata
+        return evaluation
+
+    assert evaluate(100).passed  # at the warn threshold: passes
+    warn = evaluate(101)
+    assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
+    warn = evaluate(1000)
+    assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
+    error = evaluate(1001)
+    assert (error.passed, error.severity) == (False, dg.AssetCheckSeverity.ERROR)
