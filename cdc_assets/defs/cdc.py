@@ -7,7 +7,7 @@ FAILED otherwise) and the applied LSN and lag to ``cdc_lsn``/``cdc_lag_bytes``.
 
 import dagster as dg
 
-from cdc_assets.defs.full_load import TARGET_TABLES, pipeline_run
+from cdc_assets.defs.full_load import TARGET_TABLES, pipeline_run, write_after_success
 from cdc_assets.defs.hooks import record_failure_hook, record_success_hook
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import apply_write, error_text, write_for
@@ -62,9 +62,6 @@ def cdc_sync(
                 settings=settings,
                 progress=context.log.info,
             )
-            repo.record_cdc_progress(
-                pipeline, run_id=ident.run_id, lsn=result.end_lsn, lag_bytes=result.lag_bytes
-            )
         except Exception as exc:
             apply_write(
                 repo,
@@ -72,8 +69,19 @@ def cdc_sync(
                 Writer.OP,
             )
             raise
-        apply_write(
-            repo, write_for(ident, CdcStatus.ACTIVE, message="op: batch applied"), Writer.OP
+        # The batch is committed: bookkeeping failures must not fail the run (see
+        # write_after_success); the next batch records the progress again.
+        write_after_success(
+            context,
+            lambda: repo.record_cdc_progress(
+                pipeline, run_id=ident.run_id, lsn=result.end_lsn, lag_bytes=result.lag_bytes
+            ),
+        )
+        write_after_success(
+            context,
+            lambda: apply_write(
+                repo, write_for(ident, CdcStatus.ACTIVE, message="op: batch applied"), Writer.OP
+            ),
         )
     context.log_event(
         dg.AssetObservation(

@@ -6,7 +6,7 @@ take the pipeline lock, write IN_PROGRESS, run ``engine.full_load``, write the o
 act. Everything it writes is also derived from the run record later by the sensors.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import RunIdentity, apply_write, error_text, identify, write_for
 from cdc_assets.defs.tags import TAG_LOCK_CONFLICT
 from cdc_assets.domain import FullLoadStatus, Phase, Writer
-from cdc_assets.errors import ConcurrentRunError
+from cdc_assets.errors import ConcurrentRunError, ConnectError
 from cdc_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -111,13 +111,32 @@ def load_pipeline(
                 Writer.OP,
             )
             raise
-        apply_write(
-            repo,
-            write_for(ident, FullLoadStatus.COMPLETED, message="op completed"),
-            Writer.OP,
-            rows=result.rows,
+        write_after_success(
+            context,
+            lambda: apply_write(
+                repo,
+                write_for(ident, FullLoadStatus.COMPLETED, message="op completed"),
+                Writer.OP,
+                rows=result.rows,
+            ),
         )
     return result
+
+
+def write_after_success(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, write: Callable[[], object]
+) -> None:
+    """The op's status write after the data is committed: best effort, never failing the run.
+
+    The repository already retried with backoff; if the control DB is still unreachable, failing
+    the run would throw away a committed load (FAILED, reset, reload). The run ends SUCCESS
+    instead and the success sensor or the reconciler writes the row from the run record once the
+    database is back (docs/reliability.md, control DB outage).
+    """
+    try:
+        write()
+    except ConnectError as exc:
+        context.log.warning(f"status not written, the run-status sensor will: {exc.for_row()}")
 
 
 @dg.asset(
@@ -146,10 +165,10 @@ def row_count_check(
     result: "FullLoadResult",
 ) -> dg.AssetCheckResult:
     """Target counts vs rows copied and vs the source now (WARN: the source keeps changing)."""
-    spec = control.repository().get(context.partition_key).spec
-    resolved = connections.resolved(spec)
     tables = tuple(t.table for t in result.tables)
     try:
+        spec = control.repository().get(context.partition_key).spec
+        resolved = connections.resolved(spec)
         source = connections.count_rows(
             resolved.source_url, tables, role="source", pipeline=spec.name
         )
