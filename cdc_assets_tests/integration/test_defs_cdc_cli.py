@@ -1,4 +1,4 @@
-"""``cdc-assets run NAME --phase cdc`` against a DAGSTER_HOME instance: exit codes and one-line reasons."""
+"""``cdc-assets run NAME --phase cdc`` on a DAGSTER_HOME instance: exit codes, one-line reasons."""
 
 import psycopg
 import pytest
