@@ -80,7 +80,10 @@ def converge(
 ) -> None:
     """Stop writing, let the sensors apply the rest, then check rows, checksums and leaks."""
     workload.stop()
-    wait_checksums_equal(case.spec, case.source, case.target, timeout=150)
+    try:
+        wait_checksums_equal(case.spec, case.source, case.target, timeout=150)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnose(instance, control, case)}") from None
     wait_quiet(instance, case.name)
     latest_load = runs(instance, case.name, Phase.FULL_LOAD)[0]
     row_equals_run(instance, control, case.name, latest_load.run_id, Phase.FULL_LOAD)
@@ -170,3 +173,33 @@ def test_fault_during_cdc_batch(
     finally:
         ensure_removed(control, stack.control_url, case.name)
     assert leaks(case.source, case.target, case.name, cdc=False) == []
+
+
+def diagnose(instance: dg.DagsterInstance, control: PipelineRepository, case: Case) -> str:
+    """What a failed catch-up looked like: runs, row, slot, watermark, differing rows."""
+    import psycopg
+
+    lines = [f"row: {control.get(case.name)}"]
+    for run in runs(instance, case.name)[:8]:
+        lines.append(f"run {run.run_id} {run.tags.get('cdc/phase')} {run.status.value}")
+    with psycopg.connect(case.source, autocommit=True) as conn:
+        lines.append(
+            str(
+                conn.execute(
+                    "SELECT slot_name, active_pid, confirmed_flush_lsn, pg_current_wal_lsn() "
+                    "FROM pg_replication_slots"
+                ).fetchall()
+            )
+        )
+        src_rows = dict(conn.execute("SELECT id, note FROM public.orders").fetchall())
+    with psycopg.connect(case.target, autocommit=True) as conn:
+        lines.append(str(conn.execute("SELECT * FROM public._cdc_assets_watermark").fetchall()))
+        dst_rows = dict(conn.execute("SELECT id, note FROM public.orders").fetchall())
+    missing = sorted(set(src_rows) - set(dst_rows))[:10]
+    extra = sorted(set(dst_rows) - set(src_rows))[:10]
+    differ = sorted(k for k in set(src_rows) & set(dst_rows) if src_rows[k] != dst_rows[k])[:10]
+    lines.append(f"counts src {len(src_rows)} dst {len(dst_rows)}")
+    lines.append(f"missing {missing} extra {extra} differ {differ}")
+    for k in differ[:3]:
+        lines.append(f"  {k}: src {src_rows[k]!r} dst {dst_rows[k]!r}")
+    return "\n".join(lines)
