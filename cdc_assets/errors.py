@@ -40,7 +40,8 @@ class CdcError(Exception):
         text = f"{head}: {self.detail}" if head else self.detail
         if self.fix:
             text = f"{text} (fix: {self.fix})"
-        return text[:MAX_ROW_ERROR]
+        # The fix and the table are free text too: scrub the whole line, not just the detail.
+        return scrub(text)[:MAX_ROW_ERROR]
 
 
 class ConfigError(CdcError):
