@@ -58,6 +58,7 @@ def row_fact(row: "PipelineRow") -> RowFact:
             authority=row.cdc_authority,
         ),
         updated_at=row.updated_at,
+        created_at=row.created_at,
     )
 
 

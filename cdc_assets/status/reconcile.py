@@ -79,6 +79,7 @@ class RowFact:
     full_load: PhaseFact
     cdc: PhaseFact
     updated_at: datetime
+    created_at: datetime | None = None
 
     def phase(self, phase: Phase) -> PhaseFact:
         """The guard columns of ``phase``."""
@@ -177,8 +178,10 @@ def decide(row: RowFact, runs: Sequence[RunFact]) -> list[Write]:
 
     * the latest run of a phase (by creation) decides that phase once Dagster has a status for it
       that maps to a row status (a queued run decides nothing yet);
-    * a row still ``NOT_STARTED`` ignores runs created before its last change: that is a row that
-      was reset after those runs;
+    * a row still ``NOT_STARTED`` ignores runs created before the row (a removed namesake's runs;
+      runs from before a reset are fenced by the reset's ``run_created_at``). Its later changes
+      (an authority take-over by the full load's sensor, enable/disable) must not hide its own
+      runs; rows without ``created_at`` fall back to ``updated_at``;
     * a row equal to the mapping is rewritten only to let the reconciler take over authority for a
       finished run (so an orphaned hook can never change it afterwards);
     * a row ``IN_PROGRESS`` whose run Dagster no longer has becomes ``FAILED`` ("run record
@@ -190,7 +193,8 @@ def decide(row: RowFact, runs: Sequence[RunFact]) -> list[Write]:
         fact = row.phase(phase)
         candidates = [r for r in runs if r.pipeline == row.name]
         if fact.status == FullLoadStatus.NOT_STARTED:
-            candidates = [r for r in candidates if r.created_at > row.updated_at]
+            since = row.created_at if row.created_at is not None else row.updated_at
+            candidates = [r for r in candidates if r.created_at > since]
         latest = latest_run(candidates, phase)
         newer = latest is not None and (
             fact.run_created_at is None or latest.created_at >= fact.run_created_at

@@ -566,3 +566,40 @@ def test_cdc_lag_check_uses_the_worst_recorded_lag(
     assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
     error = evaluate(1001)
     assert (error.passed, error.severity) == (False, dg.AssetCheckSeverity.ERROR)
+
+
+def test_reconciler_repairs_a_first_batch_older_than_the_rows_last_change(
+    instance, repo, defs, new_db
+) -> None:
+    """The first batch is launched right after the op wrote COMPLETED; the full load's success
+    sensor takes authority a moment later, after that batch was created. If the batch then
+    fails with no op write (resource set-up) and its failure event is missed (daemon down),
+    the reconciler must still bring ``cdc_status`` to FAILED."""
+    src, dst = new_db("src"), new_db("dst")
+    repo.add(spec("race", src, dst, mode=Mode.FULL_LOAD_AND_CDC))
+    loaded_at = datetime.now(UTC)
+    assert repo.transition_full_load(
+        "race", FullLoadStatus.COMPLETED, run_id="load", run_created_at=loaded_at, writer=Writer.OP
+    )
+    run = instance.create_run_for_job(
+        defs.resolve_job_def("cdc_sync_job"),
+        tags={"cdc/pipeline": "race", "cdc/phase": "cdc", "dagster/partition": "race"},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    instance.report_run_failed(run, "resource set-up failed")
+    created = instance.get_run_record_by_id(run.run_id).create_timestamp
+    # The full load's success sensor confirms its row after the batch was created.
+    repo.transition_full_load(
+        "race",
+        FullLoadStatus.COMPLETED,
+        run_id="load",
+        run_created_at=loaded_at,
+        writer=Writer.SENSOR,
+    )
+    assert repo.get("race").updated_at > created.replace(tzinfo=UTC)
+
+    reconcile(instance, repo, ["race"])
+
+    row = repo.get("race")
+    assert (row.cdc_status, row.cdc_run_id) == (CdcStatus.FAILED, run.run_id)
+    assert row.full_load_status is FullLoadStatus.COMPLETED

@@ -1,0 +1,114 @@
+"""CDC orchestration rules without I/O: the lag verdict, lag settings, CDC run -> row status."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from cdc_assets.defs.cdc import LAG_CHECK, lag_check_result
+from cdc_assets.defs.full_load import TARGET_TABLES
+from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
+from cdc_assets.settings import SettingError, Settings
+from cdc_assets.status.reconcile import PhaseFact, RowFact, RunFact, RunState, decide, write_for_run
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+LIMITS = Settings(lag_warn_bytes=100, lag_fail_bytes=1000)
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("lag", "passed", "severity"),
+    [
+        (0, True, None),
+        (100, True, None),  # at the warn threshold: still fine
+        (101, False, dg.AssetCheckSeverity.WARN),
+        (1000, False, dg.AssetCheckSeverity.WARN),  # at the fail threshold: a warning
+        (1001, False, dg.AssetCheckSeverity.ERROR),
+    ],
+)
+def test_lag_verdict_against_thresholds(lag: int, passed: bool, severity: object) -> None:
+    evaluation = lag_check_result("shop", lag, LIMITS)
+    assert (evaluation.asset_key, evaluation.check_name) == (TARGET_TABLES, LAG_CHECK)
+    assert evaluation.passed is passed
+    if severity is not None:
+        assert evaluation.severity is severity
+    assert evaluation.metadata["pipeline"].value == "shop"
+    assert evaluation.metadata["cdc/lag_bytes"].value == lag
+    assert evaluation.metadata["warn_above"].value == 100
+    assert evaluation.metadata["fail_above"].value == 1000
+
+
+def test_lag_thresholds_come_from_the_environment() -> None:
+    s = Settings.from_env({"CDC_LAG_WARN_BYTES": "10", "CDC_LAG_FAIL_BYTES": "20"})
+    assert (s.lag_warn_bytes, s.lag_fail_bytes) == (10, 20)
+    defaults = Settings.from_env({})
+    assert (defaults.lag_warn_bytes, defaults.lag_fail_bytes) == (64 * 1024**2, 1024**3)
+    with pytest.raises(SettingError, match="CDC_LAG_FAIL_BYTES"):
+        Settings.from_env({"CDC_LAG_FAIL_BYTES": "lots"})
+    with pytest.raises(SettingError, match="CDC_LAG_WARN_BYTES"):
+        Settings.from_env({"CDC_LAG_WARN_BYTES": "-1"})
+
+
+def cdc_run(run_id: str, state: RunState, created: int, **kw: object) -> RunFact:
+    return RunFact(
+        run_id=run_id,
+        pipeline="p",
+        phase=Phase.CDC,
+        state=state,
+        created_at=at(created),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_canceled_cdc_run_is_failed_canceled_with_the_run_and_time() -> None:
+    write = write_for_run(cdc_run("c9", RunState.CANCELED, 10, ended_at=at(20)))
+    assert write is not None
+    assert (write.phase, write.status) == (Phase.CDC, CdcStatus.FAILED)
+    assert write.error is not None and write.error.startswith("canceled: run c9")
+    assert at(20).isoformat(timespec="seconds") in write.error
+
+
+@pytest.mark.parametrize(
+    "state", [RunState.QUEUED, RunState.STARTING, RunState.STARTED, RunState.CANCELING]
+)
+def test_cdc_has_no_in_progress_status(state: RunState) -> None:
+    """A running batch leaves ``cdc_status`` alone, so a late STARTED can never undo ACTIVE."""
+    assert write_for_run(cdc_run("c1", state, 10)) is None
+
+
+def test_lock_loser_cdc_run_writes_nothing() -> None:
+    assert write_for_run(cdc_run("c1", RunState.FAILURE, 10, lock_conflict=True)) is None
+
+
+def loaded_row(*, updated: int, created: int | None) -> RowFact:
+    return RowFact(
+        name="p",
+        full_load=PhaseFact(FullLoadStatus.COMPLETED, "f1", at(1), Writer.SENSOR),
+        cdc=PhaseFact(CdcStatus.NOT_STARTED, None, None, None),
+        updated_at=at(updated),
+        created_at=at(created) if created is not None else None,
+    )
+
+
+def test_first_batch_is_reconciled_though_the_row_changed_after_it_was_created() -> None:
+    """The full load's sensor takes authority (row changes at 15) after the first batch was
+    created (10): that batch is still the row's, and its failure must reach ``cdc_status``."""
+    runs = [
+        RunFact("f1", "p", Phase.FULL_LOAD, RunState.SUCCESS, at(1)),
+        cdc_run("c1", RunState.FAILURE, 10, error="pipeline 'p': slot missing"),
+    ]
+    writes = decide(loaded_row(updated=15, created=0), runs)
+    assert [(w.phase, w.status, w.run_id, w.error) for w in writes] == [
+        (Phase.CDC, CdcStatus.FAILED, "c1", "pipeline 'p': slot missing")
+    ]
+
+
+def test_runs_from_before_the_row_existed_are_a_namesakes() -> None:
+    """A pipeline removed and added again under the same name does not inherit old runs."""
+    old = [cdc_run("c0", RunState.FAILURE, 5, error="old")]
+    assert decide(loaded_row(updated=15, created=8), old) == []
