@@ -7,6 +7,7 @@ publication; membership in the owning role is enough) and nothing else. Target r
 LOGIN, CONNECT, and the owner of the target schema; nothing in ``public``.
 """
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,3 +179,21 @@ def test_each_missing_privilege_is_named(minimal: Setup, source_sql, target_sql,
     print(f"missing privilege -> {text}")
     assert words in text, text
     assert "pipeline 'lp'" in text and "(fix: " in text, text
+
+
+def test_full_load_mode_needs_only_select(minimal: Setup) -> None:
+    """No slot, no publication: CONNECT + USAGE + SELECT is the whole source privilege."""
+    src = sql.Identifier(minimal.src_role)
+    execute(
+        minimal.source,
+        sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(minimal.owner_role), src),
+        sql.SQL("ALTER ROLE {} NOREPLICATION").format(src),
+        sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(
+            sql.Identifier(minimal.source.rsplit("/", 1)[1]), src
+        ),
+        sql.SQL("GRANT USAGE ON SCHEMA app TO {}").format(src),
+        sql.SQL("GRANT SELECT ON app.orders TO {}").format(src),
+    )
+    spec = dataclasses.replace(minimal.spec(), mode=Mode.FULL_LOAD)
+    minimal.full_load(spec)
+    assert checksum(minimal.source, "app", "orders") == checksum(minimal.target, "copy", "orders")
