@@ -152,7 +152,9 @@ def loaded(
 
 
 def sql(url: str, statement: str, params: Any = None) -> Any:
-    with psycopg.connect(url, autocommit=True) as conn:
+    """One statement, committed synchronously: the test server commits asynchronously by default,
+    and WAL not yet written does not count as pending (``pg_current_wal_lsn()``)."""
+    with psycopg.connect(url, autocommit=True, options="-c synchronous_commit=on") as conn:
         cur = conn.execute(statement, params)
         return cur.fetchone() if cur.description else None
 
