@@ -11,7 +11,8 @@ from cdc_assets.defs.full_load import TARGET_TABLES, pipeline_run, write_after_s
 from cdc_assets.defs.hooks import record_failure_hook, record_success_hook
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import apply_write, error_text, write_for
-from cdc_assets.domain import CdcStatus, Phase, Writer
+from cdc_assets.domain import CdcStatus, Mode, Phase, Writer
+from cdc_assets.errors import ConfigError
 from cdc_assets.settings import Settings
 
 LAG_CHECK = "cdc_lag"
@@ -54,7 +55,15 @@ def cdc_sync(
     pipeline = context.partition_key
     with pipeline_run(context, repo, pipeline, Phase.CDC) as ident:
         try:
-            resolved = connections.resolved(repo.get(pipeline).spec)
+            row = repo.get(pipeline)
+            if row.mode is not Mode.FULL_LOAD_AND_CDC:
+                # Without this, a UI launch for a full_load pipeline fails on its missing slot.
+                raise ConfigError(
+                    f"mode is {row.mode.value}: CDC batches apply to full_load_and_cdc pipelines",
+                    pipeline=pipeline,
+                    fix="set the mode to full_load_and_cdc and run a new full load",
+                )
+            resolved = connections.resolved(row.spec)
             result = run_cdc_batch(
                 resolved.spec,
                 source_url=resolved.source_url,

@@ -605,3 +605,17 @@ def test_reconciler_repairs_a_first_batch_older_than_the_rows_last_change(
     row = repo.get("race")
     assert (row.cdc_status, row.cdc_run_id) == (CdcStatus.FAILED, run.run_id)
     assert row.full_load_status is FullLoadStatus.COMPLETED
+
+
+def test_cdc_run_for_a_full_load_pipeline_says_so(instance, repo, defs, new_db) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    repo.add(spec("copy_only", src, dst))
+    _states(repo, "copy_only", full_load=FullLoadStatus.COMPLETED)
+
+    result = execute_pipeline(instance, "copy_only", Phase.CDC, defs=defs)
+
+    assert not result.success
+    row = repo.get("copy_only")
+    assert row.cdc_status is CdcStatus.FAILED and row.last_error is not None
+    assert "mode is full_load" in row.last_error and "full_load_and_cdc" in row.last_error
+    assert row.full_load_status is FullLoadStatus.COMPLETED
