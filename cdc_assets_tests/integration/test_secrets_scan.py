@@ -16,7 +16,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import psycopg
 import pytest
 from dagster import instance_for_test
@@ -34,7 +33,7 @@ from cdc_assets.ops_cli import execute_pipeline
 from cdc_assets.settings import Settings
 from cdc_assets_tests.faults.checks import password_cluster, with_password
 from cdc_assets_tests.integration.cdc_support import execute
-from cdc_assets_tests.support import create_database, sqlalchemy_url, with_database
+from cdc_assets_tests.support import create_database, sqlalchemy_url
 
 pytestmark = pytest.mark.integration
 
