@@ -66,7 +66,8 @@ def run_pipeline(name: str, phase: str = "full_load") -> int:
     run_id = result.dagster_run.run_id
     if result.success:
         row = repo.get(name)
-        print(f"{name}: {which.value} run {run_id} succeeded ({row.full_load_status})")
+        status = row.full_load_status if which is Phase.FULL_LOAD else row.cdc_status
+        print(f"{name}: {which.value} run {run_id} succeeded ({status})")
         return 0
     reason = run_failure_message(instance, run_id) or "run failed"
     print(f"cdc-assets run {name}: run {run_id} failed: {reason}", file=sys.stderr)
