@@ -66,9 +66,14 @@ def flush_source_wal(conn: psycopg.Connection[Any]) -> bool:
     committed change may sit unflushed for a moment and a batch would miss it (it would come in the
     next one). A transactional logical message committed with ``synchronous_commit = on`` forces the
     flush. It needs the privilege to call ``pg_logical_emit_message`` (superuser by default):
-    without it we skip, at the cost of at most ``wal_writer_delay`` of extra latency. ``conn``
-    must be in autocommit mode. Returns whether the flush was forced.
+    without it we skip, at the cost of at most ``wal_writer_delay`` of extra latency. Done only
+    when some WAL is not flushed yet: on an idle source we write nothing, which would otherwise
+    show as pending bytes and launch batch after batch. ``conn`` must be in autocommit mode.
+    Returns whether the flush was forced.
     """
+    row = conn.execute("SELECT pg_current_wal_insert_lsn() > pg_current_wal_flush_lsn()").fetchone()
+    if not row or not row[0]:
+        return False  # all written WAL is flushed: writing more would only make work for batches
     try:
         with conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = on")
