@@ -140,3 +140,16 @@ def test_renamed_table_fails_instead_of_losing_its_changes(new_db) -> None:
     execute(p.source, "CREATE TABLE public.items (id int PRIMARY KEY, name text)")
     with pytest.raises(SchemaChangeError, match=r"public.goods, which is not one of"):
         p.batch()
+
+
+def test_async_committed_change_is_in_the_very_next_batch(new_db) -> None:
+    import psycopg
+
+    p = loaded_pipeline(new_db, DDL, TABLES)
+    for i in range(5):
+        with psycopg.connect(p.source, autocommit=True) as conn:
+            conn.execute("SET synchronous_commit = off")
+            conn.execute("UPDATE public.items SET name = %s WHERE id = 1", (f"async {i}",))
+        r = p.batch()  # no wait: the batch itself must make that commit visible to decoding
+        assert r.updates == 1, f"round {i}: {r}"
+    p.assert_equal()
