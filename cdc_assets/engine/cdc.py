@@ -154,7 +154,8 @@ def _check_tables(spec: PipelineSpec, src: psycopg.Connection[Any]) -> None:
                 fix="restore the table or remove it from the pipeline and reset it",
             )
         has_pk, replident = ident
-        if not (replident == "f" or (has_pk and replident == "d") or replident == "i"):
+        # As the design says: a primary key (identity default or another unique index), or FULL.
+        if not (replident == "f" or (has_pk and replident in ("d", "i"))):
             raise SourceError(
                 "CDC needs a primary key or REPLICA IDENTITY FULL to match updates and deletes",
                 pipeline=spec.name,
