@@ -373,6 +373,28 @@ def commit_end_lsn(data: bytes) -> int:
     return int(_U64.unpack_from(data, 10)[0])
 
 
+INSERT = ord("I")
+UPDATE = ord("U")
+_NEW = ord("N")
+
+
+def decode_new_row(data: bytes) -> tuple[int, Row] | None:
+    """(relation id, new row) of an Insert, or of an Update that sent no old tuple; else None.
+
+    The bulk of any stream, decoded with the same checks as :func:`decode` but without building
+    a dataclass per row; anything else (or anything odd) is left to :func:`decode`.
+    """
+    if len(data) < 6 or data[5] != _NEW or data[0] not in (INSERT, UPDATE):
+        return None
+    row, pos = _tuple(data, 6)
+    if pos != len(data):
+        raise DecodeError(
+            f"message {chr(data[0])!r} has {len(data) - pos} unread trailing bytes "
+            f"(decoded {pos} of {len(data)})"
+        )
+    return int(_RELID.unpack_from(data, 1)[0]), row
+
+
 def decode(data: bytes) -> Message:
     """Decode one whole pgoutput message, or raise :class:`DecodeError` saying what is wrong."""
     if not data:

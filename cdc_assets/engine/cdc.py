@@ -30,10 +30,12 @@ from cdc_assets.decoding.messages import Delete, Insert, Relation, Truncate, Upd
 from cdc_assets.decoding.pgoutput import (
     BEGIN,
     COMMIT,
+    INSERT,
     DecodeError,
     begin_final_lsn,
     commit_end_lsn,
     decode,
+    decode_new_row,
 )
 from cdc_assets.domain import Lsn, PipelineSpec, TableRef
 from cdc_assets.errors import CdcError, ConsistencyError, SourceError, TargetError
@@ -244,6 +246,11 @@ def run_cdc_batch(
                             transactions += 1
                             last_end = commit_end_lsn(data)
                         skipping = False
+                        continue
+                    fast = decode_new_row(data)
+                    if fast is not None:
+                        if not skipping:
+                            batch.new_row(fast[0], fast[1], insert=first == INSERT)
                         continue
                     msg = decode(data)
                     kind = type(msg)  # exact types, most frequent first: the hot loop

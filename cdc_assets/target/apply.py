@@ -126,6 +126,14 @@ class TableApply:
     def update(self, old_kind: str | None, old: Row | None, new: Row) -> None:
         """A changed row; unchanged TOAST values are filled from what the chunk already has."""
         self.raw += 1
+        if old_kind is None and self.key_idx:  # the common case: no old tuple, same key
+            key = self._key(new)
+            if UNCHANGED_TOAST in new:
+                base = self.pending.get(key)
+                if base is not None:
+                    new = _merge(new, base)
+            self.pending[key] = new
+            return
         if old_kind == "O" and old is not None and _has_unchanged(new):
             new = _merge(new, old)  # REPLICA IDENTITY FULL carries the whole old row
         if self.keyless:

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cdc_assets.decoding.messages import Delete, Insert, Relation, Truncate, Update
+from cdc_assets.decoding.messages import Delete, Insert, Relation, Row, Truncate, Update
 from cdc_assets.domain import PipelineSpec, TableRef
 from cdc_assets.errors import SchemaChangeError, SourceError, TargetError
 from cdc_assets.target.apply import Chunk, TableApply
@@ -236,6 +236,17 @@ class BatchApply:
             applier = self.appliers[relation_id]
         self._active[relation_id] = applier
         return applier
+
+    def new_row(self, relation_id: int, row: Row, *, insert: bool) -> None:
+        """Stage an insert, or an update without old tuple, from :func:`decode_new_row`."""
+        applier = self._active.get(relation_id) or self._for(relation_id)
+        if insert:
+            applier.insert(row)
+            self.counts.inserts += 1
+        else:
+            applier.update(None, None, row)
+            self.counts.updates += 1
+        self._changed(applier)
 
     def insert(self, msg: Insert) -> None:
         """Stage an insert."""

@@ -85,3 +85,22 @@ def test_fast_begin_and_commit_readers_match_decode() -> None:
 )
 def test_missing_value_array_element(text: str, value: str | None) -> None:
     assert _single_array_element(text) == value
+
+
+@pytest.mark.parametrize("name", ["basic", "toast", "identity_full", "add_column"])
+def test_decode_new_row_agrees_with_decode(name: str) -> None:
+    from cdc_assets.decoding.messages import Insert, Update
+    from cdc_assets.decoding.pgoutput import decode_new_row
+
+    fast_seen = 0
+    for raw in raw_messages(name):
+        msg = decode(raw)
+        fast = decode_new_row(raw)
+        if isinstance(msg, Insert) or (isinstance(msg, Update) and msg.old is None):
+            assert fast == (msg.relation_id, msg.new)
+            fast_seen += 1
+            with pytest.raises(DecodeError, match="trailing"):
+                decode_new_row(raw + b"\x00")
+        else:
+            assert fast is None  # Begin, Relation, Delete, Update with old tuple: the full path
+    assert fast_seen > 0
