@@ -229,11 +229,14 @@ def launch_cdc_requests(
 ) -> list[dg.RunRequest]:
     """A batch for each CDC pipeline with pending changes (or no batch yet) and no run going.
 
+    "Pending" means a change of the pipeline's own tables, not any WAL: otherwise every pipeline
+    would get a batch every tick on a busy cluster. The schedule still advances idle slots.
+
     A pipeline whose slot vanished gets a batch too: it fails with the reason and the fix.
     FAILED CDC is left to the once-a-minute schedule, so a broken pipeline is retried at a calm
     pace rather than every sensor tick.
     """
-    from cdc_assets.engine.cdc import pending_bytes
+    from cdc_assets.engine.cdc import has_pending_changes
 
     candidates = [r for r in rows if wants_cdc(r) and r.cdc_status is not CdcStatus.FAILED]
     busy = active_pipelines(instance, [r.name for r in candidates])
@@ -247,7 +250,7 @@ def launch_cdc_requests(
             continue
         try:
             resolved = connections.resolve(row.spec)
-            pending = pending_bytes(row.spec, source_url=resolved.source_url)
+            pending = has_pending_changes(row.spec, source_url=resolved.source_url)
         except ConsistencyError as exc:
             # Slot gone: one batch fails with the full reason and the row turns FAILED now,
             # instead of staying ACTIVE until the next heartbeat.
@@ -257,7 +260,7 @@ def launch_cdc_requests(
         except Exception as exc:  # one unreachable source must not stop the others' batches
             log.warning(f"{row.name}: cannot check pending changes: {error_text(exc)}")
             continue
-        if pending > 0:
+        if pending:
             requests.append(cdc_request(row, settings, None))
     return requests
 

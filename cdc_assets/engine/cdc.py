@@ -355,6 +355,37 @@ def pending_bytes(spec: PipelineSpec, *, source_url: str) -> int:
         return changes.lag_bytes(src, spec.slot_name)
 
 
+def has_pending_changes(spec: PipelineSpec, *, source_url: str) -> bool:
+    """True when the slot holds at least one change of the pipeline's own tables.
+
+    ``pending_bytes`` counts all WAL, and on a busy cluster (or one that also hosts Dagster's
+    storage) WAL always grows, which would launch a batch every sensor tick for every pipeline.
+    Peeking one change through the pipeline's publication answers the real question; pgoutput
+    (PostgreSQL 15+) skips transactions that touch none of its tables, so this costs decoding
+    the WAL since the last batch, which the once-a-minute schedule keeps short by advancing
+    idle slots. When the answer cannot be had (slot in use, publication gone) it says True, so
+    a batch runs and reports the real state.
+    """
+    with connect(source_url, pipeline=spec.name, role="source", autocommit=True) as src:
+        if changes.get_slot(src, spec.slot_name) is None:
+            raise ConsistencyError(
+                f"replication slot {spec.slot_name} is missing",
+                pipeline=spec.name,
+                fix="reset the pipeline and run a new full load",
+            )
+        if changes.lag_bytes(src, spec.slot_name) == 0:
+            return False
+        try:
+            row = src.execute(
+                "SELECT count(*) FROM pg_logical_slot_peek_binary_changes("
+                "%s, NULL, 1, 'proto_version', '1', 'publication_names', %s)",
+                (spec.slot_name, spec.publication_name),
+            ).fetchone()
+        except (psycopg.errors.ObjectInUse, psycopg.errors.UndefinedObject):
+            return True
+        return bool(row and row[0])
+
+
 def slot_lag_bytes(spec: PipelineSpec, *, source_url: str) -> int:
     """Same as :func:`pending_bytes`; the name the lag asset check reads best with."""
     return pending_bytes(spec, source_url=source_url)
