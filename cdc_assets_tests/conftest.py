@@ -10,12 +10,19 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 
 from cdc_assets.embedded import EmbeddedPostgres, free_port
 from cdc_assets_tests.support import create_database, drop_database, sqlalchemy_url
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from cdc_assets.control.repository import PipelineRepository
+    from cdc_assets_tests.e2e.harness import DagsterStack
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +86,45 @@ class DbFactory:
         for url in reversed(self.created):
             drop_database(self.admin_url, url)
         self.created.clear()
+
+
+@pytest.fixture(scope="session")
+def stack(pg_wal_logical: str) -> Iterator["DagsterStack"]:
+    """One real Dagster deployment (webserver + daemon) shared by the e2e and fault suites."""
+    from cdc_assets_tests.e2e.harness import start_stack
+
+    yield from start_stack(pg_wal_logical)
+
+
+@pytest.fixture(scope="session")
+def dagster_instance(stack: "DagsterStack") -> Iterator["dg.DagsterInstance"]:
+    """The stack's instance, opened in the test process (same DAGSTER_HOME and storage)."""
+    import dagster as dg
+
+    keys = ("DAGSTER_HOME", "DAGSTER_PG_URL", "CDC_CONTROL_DB_URL")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(
+        DAGSTER_HOME=str(stack.home),
+        DAGSTER_PG_URL=stack.dagster_pg_url,
+        CDC_CONTROL_DB_URL=stack.control_url,
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(stack.home)) as instance:
+            yield instance
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def control(stack: "DagsterStack") -> "PipelineRepository":
+    """The one writer of the stack's control database."""
+    from cdc_assets.control.repository import PipelineRepository
+
+    return PipelineRepository.from_url(stack.control_url)
 
 
 @pytest.fixture
