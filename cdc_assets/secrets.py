@@ -48,9 +48,7 @@ def check_reference(ref: str) -> str:
     except ValueError as exc:
         raise BadReference(f"unparsable URL {redact_url(ref)!r}: {exc}") from None
     if parts.scheme not in _URL_SCHEMES:
-        raise BadReference(
-            f"URL {redact_url(ref)!r} must start with postgresql:// (or be env:VAR)"
-        )
+        raise BadReference(f"URL {redact_url(ref)!r} must start with postgresql:// (or be env:VAR)")
     try:
         port = parts.port
     except ValueError:

@@ -66,7 +66,11 @@ def test_demo_completes_full_load_and_cdc_then_ctrl_c_leaves_nothing(tmp_path: P
     started = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(cli), "demo"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [str(cli), "demo"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_until(
