@@ -9,7 +9,7 @@ from cdc_assets.control.repository import PipelineRepository
 from cdc_assets.engine.full_load import run_full_load
 from cdc_assets.settings import Settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 NAME = "hygiene"
 
