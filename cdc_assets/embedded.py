@@ -167,7 +167,8 @@ class EmbeddedPostgres:
             ("max_wal_senders", "64"),
             ("max_connections", "200"),
             ("fsync", "on" if self.fsync else "off"),
-            ("synchronous_commit", "on" if self.fsync else "off"),
+            # synchronous_commit stays on even without fsync: logical decoding reads only flushed
+            # WAL, and async commits would make "what the slot holds" lag behind what committed.
             ("full_page_writes", "on" if self.fsync else "off"),
             *self.extra_settings,
         ]

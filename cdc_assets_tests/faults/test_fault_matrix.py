@@ -156,10 +156,15 @@ def test_fault_during_cdc_batch(
                     timeout=90,
                     describe="a CDC batch waiting inside the engine on the target",
                 )
+                # Disabled while the fault lands: otherwise the sensor starts the next batch at
+                # once, that newer run becomes the one the row mirrors, and the faulted run's
+                # status is (rightly) stale before this test can look at it.
+                control.set_enabled(case.name, False)
                 FAULTS[fault](dagster_instance, client, case, run_id)
             assert wait_run_end(dagster_instance, run_id) in EXPECTED[fault]
             row = row_equals_run(dagster_instance, control, case.name, run_id, Phase.CDC)
             assert row.cdc_status is CdcStatus.FAILED
+            control.set_enabled(case.name, True)
             # Recovery: `cdc-assets run NAME --phase cdc` (the schedule would retry within 60 s).
             result = execute_pipeline(dagster_instance, case.name, Phase.CDC)
             assert result.success or result.dagster_run.tags.get("cdc/lock_conflict") == "true"

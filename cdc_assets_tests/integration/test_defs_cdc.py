@@ -14,10 +14,8 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
-from dagster import instance_for_test
 
 from cdc_assets.control.repository import PipelineRepository
-from cdc_assets.definitions import build_defs
 from cdc_assets.defs.cdc import LAG_CHECK
 from cdc_assets.defs.full_load import TARGET_TABLES
 from cdc_assets.defs.reconciler import reconcile
@@ -26,7 +24,6 @@ from cdc_assets.defs.run_status import run_failure_message
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Lsn, Mode, Phase, Writer
 from cdc_assets.engine.cdc import pending_bytes
 from cdc_assets.ops_cli import execute_pipeline
-from cdc_assets.settings import Settings
 from cdc_assets.target.watermark import get_watermark
 from cdc_assets_tests.e2e.pipelines import count, events, make_source, spec
 from cdc_assets_tests.support import wait_until
@@ -35,23 +32,6 @@ pytestmark = pytest.mark.integration
 
 CDC_SENSOR = "launch_cdc_batches_sensor"
 LAG_KEY = dg.AssetCheckKey(TARGET_TABLES, LAG_CHECK)
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with instance_for_test() as inst:
-        yield inst
-
-
-@pytest.fixture
-def repo(control_url: str, monkeypatch: pytest.MonkeyPatch) -> PipelineRepository:
-    monkeypatch.setenv("CDC_CONTROL_DB_URL", control_url)
-    return PipelineRepository.from_url(control_url)
-
-
-@pytest.fixture
-def defs() -> dg.Definitions:
-    return build_defs(Settings())
 
 
 def resources(repo: PipelineRepository) -> dict[str, Any]:

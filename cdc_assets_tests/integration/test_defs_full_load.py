@@ -1,41 +1,19 @@
 """The full-load asset in a real Dagster instance: op and hook writes, lock, reconciler."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from dagster import instance_for_test
 
-from cdc_assets.control.repository import PipelineRepository
-from cdc_assets.definitions import build_defs
 from cdc_assets.defs.full_load import TARGET_TABLES
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.tags import TAG_LOCK_CONFLICT, TAG_PIPELINE
 from cdc_assets.domain import FullLoadStatus, Phase, Writer
 from cdc_assets.ops_cli import execute_pipeline
-from cdc_assets.settings import Settings
 from cdc_assets.status.reconcile import RUN_RECORD_MISSING
 from cdc_assets_tests.e2e.pipelines import count, events, make_source, spec
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with instance_for_test() as inst:
-        yield inst
-
-
-@pytest.fixture
-def repo(control_url: str, monkeypatch: pytest.MonkeyPatch) -> PipelineRepository:
-    monkeypatch.setenv("CDC_CONTROL_DB_URL", control_url)
-    return PipelineRepository.from_url(control_url)
-
-
-@pytest.fixture
-def defs() -> dg.Definitions:
-    return build_defs(Settings())
 
 
 def hook_events(instance: dg.DagsterInstance, run_id: str) -> list[str]:

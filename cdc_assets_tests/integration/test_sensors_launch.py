@@ -1,37 +1,14 @@
 """Launch sensor and run-status sensors evaluated against a real instance and real runs."""
 
-from collections.abc import Iterator
-
 import dagster as dg
 import pytest
-from dagster import instance_for_test
 
-from cdc_assets.control.repository import PipelineRepository
-from cdc_assets.definitions import build_defs
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.domain import FullLoadStatus, Phase, Writer
 from cdc_assets.ops_cli import execute_pipeline
-from cdc_assets.settings import Settings
 from cdc_assets_tests.e2e.pipelines import events, make_source, spec
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with instance_for_test() as inst:
-        yield inst
-
-
-@pytest.fixture
-def repo(control_url: str, monkeypatch: pytest.MonkeyPatch) -> PipelineRepository:
-    monkeypatch.setenv("CDC_CONTROL_DB_URL", control_url)
-    return PipelineRepository.from_url(control_url)
-
-
-@pytest.fixture
-def defs() -> dg.Definitions:
-    return build_defs(Settings())
 
 
 def evaluate(
