@@ -32,6 +32,11 @@ def _walkthrough() -> list[str]:
     return [line.strip() for line in block.splitlines() if line.strip()]
 
 
+def _slot_query() -> str:
+    (query,) = re.findall(r"`(SELECT slot_name[^`]*)`", README.read_text())
+    return query
+
+
 def _count(url: str, table: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # test-owned literal names
@@ -82,6 +87,9 @@ def test_readme_walkthrough_runs_as_written(new_db, tmp_path: Path) -> None:
         assert "secret" not in result.stdout + result.stderr
         if argv[1:3] == ["run", "orders"] and "full_load" in argv:
             assert _count(target, "shop.orders") == 250
+            with psycopg.connect(source) as conn:  # the README's "Slots and lag" query
+                slots = conn.execute(_slot_query()).fetchall()
+            assert [s[0] for s in slots] == ["cdc_assets_orders"]
             assert _count(target, 'shop."Order Items"') == 40
         if argv[1:3] == ["run", "orders"] and "cdc" in argv:
             assert _count(target, "shop.orders") == 251
