@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"[demo] Dagster UI ready in {time.monotonic() - t0:.1f}s "
             f"(webserver {waited:.1f}s): http://127.0.0.1:{args.ui_port}\n"
-            f"[demo] the sensor launches the full load of '{PIPELINE}'; CDC follows.\n"
+            f"[demo] the sensor launches the full load of '{PIPELINE}' (once); CDC follows.\n"
             f"[demo] watch the control table:\n"
             f"  {psql} '{pg.url('cdc_control')}' -c '{WATCH_QUERY}'\n"
             f"[demo] logs in {logs}; press Ctrl-C to stop everything.",
