@@ -53,6 +53,23 @@ def pg_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def wal_replica_server() -> Iterator[str]:
+    """A second throwaway cluster with ``wal_level=replica``, for "CDC needs logical" cases."""
+    root = Path(tempfile.mkdtemp(prefix="cdc_assets_walrep_"))
+    server = EmbeddedPostgres(
+        root / "data", free_port(), fsync=False, extra_settings=(("wal_level", "replica"),)
+    )
+    try:
+        url = server.start()
+    except Exception as exc:  # report any start failure as the reason, never skip
+        pytest.fail(f"could not start the wal_level=replica cluster: {exc}", pytrace=False)
+    try:
+        yield url
+    finally:
+        server.stop(mode="immediate")
+
+
+@pytest.fixture(scope="session")
 def pg_wal_logical(pg_admin_url: str) -> str:
     """The admin URL, after checking the server can do logical decoding (CDC tests need it)."""
     with psycopg.connect(pg_admin_url) as conn:

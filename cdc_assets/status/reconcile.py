@@ -9,7 +9,7 @@ tested without a Dagster instance or a database.
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
@@ -232,12 +232,4 @@ def _differs(fact: PhaseFact, write: Write, run: RunFact) -> bool:
 
 
 def _as_reconciled(write: Write) -> Write:
-    return Write(
-        pipeline=write.pipeline,
-        phase=write.phase,
-        status=write.status,
-        run_id=write.run_id,
-        run_created_at=write.run_created_at,
-        error=write.error,
-        message=f"reconciler: {write.message}" if write.message else "reconciler",
-    )
+    return replace(write, message=f"reconciler: {write.message}" if write.message else "reconciler")

@@ -6,9 +6,7 @@ record), the documented recovery (``pipeline reset`` then a full load) brings th
 the source's checksum under a running workload, and nothing is leaked.
 """
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -18,7 +16,6 @@ from cdc_assets.control.repository import PipelineRepository
 from cdc_assets.definitions import build_defs
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase
-from cdc_assets.embedded import EmbeddedPostgres, free_port
 from cdc_assets.ops_cli import execute_pipeline
 from cdc_assets.settings import Settings
 from cdc_assets_tests.e2e.pipelines import make_source, spec
@@ -108,27 +105,13 @@ def test_cdc_breaks_then_reset_recovers(
     assert leaks(src, dst, name, cdc=False) == []
 
 
-@pytest.fixture(scope="module")
-def replica_server() -> Iterator[str]:
-    """A throwaway cluster with wal_level=replica."""
-    root = Path(tempfile.mkdtemp(prefix="cdc_assets_walrep_"))
-    server = EmbeddedPostgres(
-        root / "data", free_port(), fsync=False, extra_settings=(("wal_level", "replica"),)
-    )
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop(mode="immediate")
-
-
 def test_wal_level_replica_fails_the_run_clearly(
-    instance, repo, control_url, new_db, replica_server
+    instance, repo, control_url, new_db, wal_replica_server
 ) -> None:
-    make_source(replica_server, rows=50)
+    make_source(wal_replica_server, rows=50)
     dst = new_db("dst")
-    repo.add(spec("walrep", replica_server, dst, mode=Mode.FULL_LOAD_AND_CDC))
+    repo.add(spec("walrep", wal_replica_server, dst, mode=Mode.FULL_LOAD_AND_CDC))
     failed = run(instance, repo, "walrep", Phase.FULL_LOAD)
     row = row_equals_run(instance, repo, "walrep", failed, Phase.FULL_LOAD, timeout=5)
     assert "wal_level" in (row.last_error or "") and "logical" in (row.last_error or "")
-    assert leaks(replica_server, dst, "walrep", cdc=False) == []
+    assert leaks(wal_replica_server, dst, "walrep", cdc=False) == []

@@ -1,15 +1,13 @@
 """Clear failures: each names the pipeline, the table (where there is one) and the fix, never a
 password, and leaves no slot, publication or stage behind."""
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from cdc_assets.domain import Mode
-from cdc_assets.embedded import EmbeddedPostgres, free_port
+from cdc_assets.embedded import free_port
 from cdc_assets.engine.full_load import cleanup_full_load, run_full_load
 from cdc_assets.errors import CdcError, ConfigError, ConnectError, SourceError, TargetError
 from cdc_assets_tests.integration.full_load_support import (
@@ -155,22 +153,8 @@ def test_cleanup_drops_only_this_pipelines_stages(new_db) -> None:
     assert stage_tables(dst) == ["_cdc_stage_a_b_0", "_cdc_stage_ab_0"]
 
 
-@pytest.fixture(scope="module")
-def replica_level_server() -> Iterator[str]:
-    """A throwaway cluster with wal_level=replica (the session server has logical)."""
-    root = Path(tempfile.mkdtemp(prefix="cdc_assets_replica_"))
-    server = EmbeddedPostgres(
-        root / "data", free_port(), fsync=False, extra_settings=(("wal_level", "replica"),)
-    )
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop(mode="immediate")
-
-
-def test_cdc_needs_wal_level_logical(replica_level_server: str) -> None:
-    url = replica_level_server
+def test_cdc_needs_wal_level_logical(wal_replica_server: str) -> None:
+    url = wal_replica_server
     execute(url, "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)")
     execute(url, "CREATE SCHEMA IF NOT EXISTS copy")
     with pytest.raises(SourceError) as err:
