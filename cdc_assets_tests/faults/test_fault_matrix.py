@@ -84,6 +84,9 @@ def converge(
         wait_checksums_equal(case.spec, case.source, case.target, timeout=150)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{diagnose(instance, control, case)}") from None
+    # Caught up: stop new launches (the minute schedule or the sensor could queue a batch just
+    # after the wait below), so "the latest run" is a finished one the row can be compared with.
+    control.set_enabled(case.name, False)
     wait_quiet(instance, case.name)
     latest_load = runs(instance, case.name, Phase.FULL_LOAD)[0]
     row_equals_run(instance, control, case.name, latest_load.run_id, Phase.FULL_LOAD)
