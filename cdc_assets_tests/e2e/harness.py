@@ -110,6 +110,18 @@ class DagsterStack:
                 continue
         return pids
 
+    def code_servers(self, name: str) -> set[int]:
+        """The ``dagster api grpc`` code servers the webserver or daemon started."""
+        found = set()
+        for pid in self.group_pids(name):
+            try:
+                cmd = psutil.Process(pid).cmdline()
+            except psutil.NoSuchProcess:
+                continue
+            if cmd[1:4] == ["-m", "dagster", "api"] and "grpc" in cmd:
+                found.add(pid)
+        return found
+
     def stop(self, name: str, *, timeout: float = 20) -> None:
         """SIGTERM the whole group, SIGKILL what is left at the deadline; reap the leader."""
         proc = self.procs.pop(name, None)
@@ -195,6 +207,21 @@ class DagsterStack:
                     raise AssertionError(f"code location failed to load: {err['message']}")
                 return bool(entry["loadStatus"] == "LOADED")
         return False
+
+    def last_ticks(self) -> dict[str, tuple[float, str]]:
+        """Each sensor's newest tick: (timestamp, status)."""
+        data = self.graphql(
+            "query($sel: RepositorySelector!) { sensorsOrError(repositorySelector: $sel) { "
+            "... on Sensors { results { name sensorState { ticks(limit: 1) { timestamp status } } "
+            "} } } }",
+            {"sel": {"repositoryName": "__repository__", "repositoryLocationName": LOCATION}},
+        )
+        out = {}
+        for r in data["sensorsOrError"].get("results", []):
+            ticks = r["sensorState"]["ticks"]
+            if ticks:
+                out[r["name"]] = (float(ticks[0]["timestamp"]), str(ticks[0]["status"]))
+        return out
 
     def sensor_ticks(self) -> dict[str, int]:
         data = self.graphql(

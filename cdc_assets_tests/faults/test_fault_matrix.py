@@ -11,16 +11,20 @@ system recovers on its own or with the documented operator command; then
 docs/reliability.md lists the scenarios and the tests elsewhere that cover the rest of the matrix.
 """
 
+import os
+import signal
+import time
 from collections.abc import Callable
 
 import dagster as dg
+import psutil
 import pytest
-from dagster_graphql import DagsterGraphQLClient
+from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
 
 from cdc_assets.control.repository import PipelineRepository
-from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase
+from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
 from cdc_assets.ops_cli import execute_pipeline
-from cdc_assets_tests.e2e.harness import DagsterStack
+from cdc_assets_tests.e2e.harness import LOCATION, DagsterStack
 from cdc_assets_tests.faults.checks import leaks, row_equals_run, terminate, wait_checksums_equal
 from cdc_assets_tests.faults.scenarios import (
     Case,
@@ -211,3 +215,97 @@ def diagnose(instance: dg.DagsterInstance, control: PipelineRepository, case: Ca
     for k in differ[:3]:
         lines.append(f"  {k}: src {src_rows[k]!r} dst {dst_rows[k]!r}")
     return "\n".join(lines)
+
+
+PLAN_QUERY = (
+    'query($sel: PipelineSelector!) { executionPlanOrError(pipeline: $sel, mode: "default") '
+    "{ __typename } }"
+)
+
+
+def webserver_plans(stack: DagsterStack) -> bool:
+    """The launchpad's execution-plan query answers: it needs the webserver's live code server."""
+    sel = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": "__repository__",
+        "pipelineName": "full_load_job",
+    }
+    try:
+        data = stack.graphql(PLAN_QUERY, {"sel": sel})
+    except OSError:  # HTTP 500 while the webserver's code server is dead
+        return False
+    return bool(data["executionPlanOrError"]["__typename"] == "ExecutionPlan")
+
+
+def test_code_servers_killed_during_full_load(
+    stack: DagsterStack, dagster_instance, control, client, new_db
+) -> None:
+    """SIGKILL both code servers while a load runs; the daemon's is the run worker's parent.
+
+    The worker outlives its parent and ends SUCCESS; the op writes COMPLETED; the daemon starts a
+    new code server at its next workspace refresh (every 60 s) and its sensors confirm the row and
+    launch CDC; the webserver needs the documented Reload of the location for its launchpad.
+    """
+    case = new_case(new_db, "codesrv")
+    try:
+        with SourceWorkload(case.source) as workload:
+            workload.wait_commits(5)
+            with locked(case.source):
+                control.add(case.spec)
+                run_id = wait_until(
+                    lambda: active_run(dagster_instance, case.name, Phase.FULL_LOAD),
+                    timeout=60,
+                    describe="the sensor-launched full load",
+                )
+                wait_until(
+                    lambda: engine_waiting(case.source, case.name),
+                    timeout=60,
+                    describe="the full load to wait inside the engine",
+                )
+                worker = wait_until(
+                    lambda: run_worker(dagster_instance, run_id), timeout=15, describe="run worker"
+                )
+                killed = stack.code_servers("daemon") | stack.code_servers("webserver")
+                assert worker.ppid() in stack.code_servers("daemon"), "worker's parent is not it"
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)
+                wait_until(
+                    lambda: not any(psutil.pid_exists(p) for p in killed),
+                    timeout=10,
+                    describe="the killed code servers to be gone",
+                )
+                killed_at = time.monotonic()
+                assert worker.is_running()
+            assert wait_run_end(dagster_instance, run_id) == "SUCCESS"
+            row = row_equals_run(dagster_instance, control, case.name, run_id, Phase.FULL_LOAD)
+            assert row.full_load_authority is Writer.OP  # no sensor can run yet
+            # The daemon replaces its code server on its own; its sensors confirm the row.
+            wait_until(
+                lambda: stack.code_servers("daemon") - killed,
+                timeout=90,
+                describe="the daemon's new code server",
+            )
+            wait_until(
+                lambda: (
+                    control.get(case.name).full_load_authority in (Writer.SENSOR, Writer.RECONCILER)
+                ),
+                timeout=60,
+                describe="the new code server's sensors to confirm the row",
+            )
+            confirmed_s = time.monotonic() - killed_at
+            wait_until(
+                lambda: control.get(case.name).cdc_status is CdcStatus.ACTIVE,
+                timeout=90,
+                describe="CDC launched by the new code server's sensor",
+            )
+            # The webserver does not restart its code server: Reload (the UI button) does.
+            info = client.reload_repository_location(LOCATION)
+            assert info.status is ReloadRepositoryLocationStatus.SUCCESS, info.message
+            wait_until(lambda: webserver_plans(stack), timeout=60, describe="the launchpad back")
+            print(f"code servers killed: row confirmed by a sensor after {confirmed_s:.1f} s")
+            workload.wait_commits(10)
+            converge(dagster_instance, control, case, workload)
+    finally:
+        ensure_removed(control, stack.control_url, case.name)
+    assert leaks(case.source, case.target, case.name, cdc=False) == []
+    stack.wait_ready()  # later tests share this stack
