@@ -49,6 +49,7 @@ class Settings:
     cdc_batch_max_changes: int = 500_000
     lag_warn_bytes: int = 64 * 1024 * 1024
     lag_fail_bytes: int = 1024 * 1024 * 1024
+    cdc_retry_max_s: int = 15 * 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -64,6 +65,7 @@ class Settings:
             cdc_batch_max_changes=_int(env, "CDC_BATCH_MAX_CHANGES", 500_000, 1),
             lag_warn_bytes=_int(env, "CDC_LAG_WARN_BYTES", 64 * 1024 * 1024, 0),
             lag_fail_bytes=_int(env, "CDC_LAG_FAIL_BYTES", 1024 * 1024 * 1024, 0),
+            cdc_retry_max_s=_int(env, "CDC_RETRY_MAX_S", 15 * 60, 60),
         )
 
     @property

@@ -2,19 +2,29 @@
 
 ``full_load_refresh_schedule`` ships STOPPED: re-copying every ``full_load`` pipeline daily is a
 choice an operator makes (turn it on in the UI). ``cdc_sync_schedule`` ships RUNNING: it advances
-idle slots (WAL is released only when a batch confirms) and retries FAILED CDC once a minute.
+idle slots (WAL is released only when a batch confirms) and retries FAILED CDC with a backoff
+read from the run records (``status/backoff.py``): next tick, then 1, 2, 4 ... minutes up to
+``CDC_RETRY_MAX_S``.
 """
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
+from cdc_assets.control.repository import PipelineRow
 from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.defs.sensors import active_pipelines, cdc_request, wants_cdc
-from cdc_assets.defs.tags import launch_tags
-from cdc_assets.domain import Mode, Phase
+from cdc_assets.defs.tags import CDC_JOB_NAME, TAG_PARTITION, is_lock_conflict, launch_tags
+from cdc_assets.domain import CdcStatus, Mode, Phase
 from cdc_assets.settings import Settings
+from cdc_assets.status.backoff import FinishedRun, RetryDecision, decide_retry
+from cdc_assets.status.reconcile import RunState
+
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+#: Enough history to reach any cap up to 2**10 minutes; older runs cannot change the delay.
+HISTORY = 12
 
 
 def _tick(context: dg.ScheduleEvaluationContext) -> str:
@@ -54,13 +64,60 @@ def full_load_refresh_schedule(context: dg.ScheduleEvaluationContext, control: C
     description="A CDC batch every minute for every active CDC pipeline (heartbeat).",
 )
 def cdc_sync_schedule(context: dg.ScheduleEvaluationContext, control: ControlDb) -> Any:
-    """One batch per enabled CDC pipeline whose full load completed and which is idle."""
+    """One batch per enabled CDC pipeline whose full load completed and which is idle.
+
+    FAILED pipelines are retried only when their backoff is over.
+    """
     settings = Settings.from_env()
     rows = [r for r in control.repository().list() if wants_cdc(r)]
     busy = active_pipelines(context.instance, [r.name for r in rows])
-    requests = [
-        cdc_request(r, settings, f"heartbeat:{r.name}:{_tick(context)}")
-        for r in rows
-        if r.name not in busy
+    now = datetime.now(UTC)
+    requests, waiting = [], []
+    for row in rows:
+        if row.name in busy:
+            continue
+        if row.cdc_status is CdcStatus.FAILED:
+            decision = retry_decision(context.instance, row, settings, now)
+            if not decision.due:
+                waiting.append(
+                    f"{row.name} (failed {decision.failures}x, next retry at "
+                    f"{decision.not_before:%H:%M:%S} UTC)"
+                )
+                continue
+        requests.append(cdc_request(row, settings, f"heartbeat:{row.name}:{_tick(context)}"))
+    if requests:
+        return requests
+    reason = "no idle active CDC pipeline"
+    if waiting:
+        reason += "; backing off: " + ", ".join(waiting)
+    return dg.SkipReason(reason)
+
+
+def retry_decision(
+    instance: dg.DagsterInstance, row: PipelineRow, settings: Settings, now: datetime
+) -> RetryDecision:
+    """The backoff of a FAILED CDC pipeline, from its latest finished CDC runs.
+
+    Only runs since the current full load count: failures before a reset and reload (a dropped
+    slot, say) say nothing about the new slot.
+    """
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=CDC_JOB_NAME,
+            tags={TAG_PARTITION: row.name},
+            statuses=FINISHED,
+            created_after=row.full_load_run_created_at,
+        ),
+        limit=HISTORY,
+    )
+    history = [
+        FinishedRun(RunState(r.dagster_run.status.value), _ended(r))
+        for r in records
+        if not is_lock_conflict(r.dagster_run.tags)
     ]
-    return requests or dg.SkipReason("no idle active CDC pipeline")
+    return decide_retry(history, now=now, cap=timedelta(seconds=settings.cdc_retry_max_s))
+
+
+def _ended(record: dg.RunRecord) -> datetime:
+    stamp = record.end_time or record.update_timestamp.timestamp()
+    return datetime.fromtimestamp(stamp, UTC)

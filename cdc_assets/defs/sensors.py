@@ -233,8 +233,8 @@ def launch_cdc_requests(
     would get a batch every tick on a busy cluster. The schedule still advances idle slots.
 
     A pipeline whose slot vanished gets a batch too: it fails with the reason and the fix.
-    FAILED CDC is left to the once-a-minute schedule, so a broken pipeline is retried at a calm
-    pace rather than every sensor tick.
+    FAILED CDC is left to the minute schedule and its backoff, so a broken pipeline is retried
+    at a calm pace rather than every sensor tick.
     """
     from cdc_assets.engine.cdc import has_pending_changes
 

@@ -172,7 +172,7 @@ def test_fault_during_cdc_batch(
             row = row_equals_run(dagster_instance, control, case.name, run_id, Phase.CDC)
             assert row.cdc_status is CdcStatus.FAILED
             control.set_enabled(case.name, True)
-            # Recovery: `cdc-assets run NAME --phase cdc` (the schedule would retry within 60 s).
+            # Recovery: `cdc-assets run NAME --phase cdc` (or the schedule, at its next tick).
             result = execute_pipeline(dagster_instance, case.name, Phase.CDC)
             assert result.success or result.dagster_run.tags.get("cdc/lock_conflict") == "true"
             wait_until(

@@ -56,6 +56,13 @@ def sensor_tick(
 def schedule_tick(
     defs: dg.Definitions, instance: dg.DagsterInstance, repo: PipelineRepository
 ) -> list[dg.RunRequest]:
+    return list(schedule_evaluation(defs, instance, repo).run_requests or [])
+
+
+def schedule_evaluation(
+    defs: dg.Definitions, instance: dg.DagsterInstance, repo: PipelineRepository
+) -> Any:
+    """One ``cdc_sync_schedule`` tick: its run requests and skip message."""
     schedule = defs.resolve_schedule_def("cdc_sync_schedule")
     with (
         dg.partition_loading_context(dynamic_partitions_store=instance),
@@ -66,7 +73,7 @@ def schedule_tick(
             repository_def=defs.get_repository_def(),
         ) as ctx,
     ):
-        return list(schedule.evaluate_tick(ctx).run_requests or [])
+        return schedule.evaluate_tick(ctx)
 
 
 def launch(
@@ -317,7 +324,7 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
     for r in requests:
         assert r.job_name == "cdc_sync_job"
         assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
-    # FAILED CDC is not relaunched by the sensor (every 5 s); the schedule retries it each minute.
+    # FAILED CDC is not relaunched by the sensor (every 5 s); the schedule retries it.
     heartbeat = schedule_tick(defs, instance, repo)
     assert sorted(r.partition_key for r in heartbeat) == ["broken", "fresh", "ready"]
     assert len({r.run_key for r in heartbeat}) == 3
@@ -388,9 +395,31 @@ def test_slot_dropped_underneath_fails_clearly_from_op_and_sensor(
     assert [o for o in reconcile(instance, repo, ["gone"]) if o.changed] == []
     assert full_load_columns(repo, "gone")[:2] == loaded_cols[:2]
 
-    # FAILED: the sensor leaves it to the once-a-minute schedule.
+    # FAILED: the sensor leaves it to the once-a-minute schedule, which retries at its next tick
+    # after one failure ...
     assert sensor_tick(defs, instance, repo) == []
-    assert [r.partition_key for r in schedule_tick(defs, instance, repo)] == ["gone"]
+    [retry] = schedule_tick(defs, instance, repo)
+    assert retry.partition_key == "gone"
+    assert not launch(defs, instance, retry).success
+    # ... and backs off after the second: no retry within a minute of it, and the tick says why.
+    tick = schedule_evaluation(defs, instance, repo)
+    assert not tick.run_requests
+    assert "backing off: gone (failed 2x, next retry at" in (tick.skip_message or "")
+    # A person can still retry at once (the CLI, or a UI launch).
+    assert not execute_pipeline(instance, "gone", Phase.CDC, defs=defs).success
+    assert repo.get("gone").cdc_status is CdcStatus.FAILED
+    assert "failed 3x" in (schedule_evaluation(defs, instance, repo).skip_message or "")
+    # Failures before the current full load (a reset and reload since) do not count.
+    from dataclasses import replace
+
+    from cdc_assets.defs.schedules import retry_decision
+    from cdc_assets.settings import Settings
+
+    now = datetime.now(UTC)
+    row = repo.get("gone")
+    assert retry_decision(instance, row, Settings(), now).failures == 3
+    reloaded = replace(row, full_load_run_created_at=now)
+    assert retry_decision(instance, reloaded, Settings(), now).due
 
 
 def test_failure_sensor_alone_writes_failed_for_a_cdc_run(instance, repo, defs, new_db) -> None:
