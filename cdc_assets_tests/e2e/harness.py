@@ -175,7 +175,9 @@ class DagsterStack:
         """
 
         def server_up() -> bool:
-            for proc in self.procs.values():
+            # The live webserver and daemon; a daemon retired by stop_daemon_only() is kept in
+            # procs (for teardown) under another name and has exited on purpose.
+            for proc in (self.procs[n] for n in ("webserver", "daemon") if n in self.procs):
                 if proc.popen.poll() is not None:
                     raise AssertionError(f"{proc.name} exited early\n{self.logs()}")
             try:

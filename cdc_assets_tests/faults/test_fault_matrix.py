@@ -99,6 +99,27 @@ def converge(
     assert leaks(case.source, case.target, case.name, cdc=True) == []
 
 
+def add_and_hold_full_load(
+    instance: dg.DagsterInstance, control: PipelineRepository, case: Case
+) -> str:
+    """Add the enabled row under the caller's source lock; return the held full load's run id.
+
+    The launch sensor starts the load, which then waits inside the engine for the lock.
+    """
+    control.add(case.spec)
+    run_id: str = wait_until(
+        lambda: active_run(instance, case.name, Phase.FULL_LOAD),
+        timeout=60,
+        describe="the sensor-launched full load",
+    )
+    wait_until(
+        lambda: engine_waiting(case.source, case.name),
+        timeout=60,
+        describe="the full load to wait inside the engine",
+    )
+    return run_id
+
+
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_during_full_load(
     stack: DagsterStack, dagster_instance, control, client, new_db, fault: str
@@ -108,17 +129,7 @@ def test_fault_during_full_load(
         with SourceWorkload(case.source) as workload:
             workload.wait_commits(5)
             with locked(case.source):
-                control.add(case.spec)  # enabled: the launch sensor starts the full load
-                run_id = wait_until(
-                    lambda: active_run(dagster_instance, case.name, Phase.FULL_LOAD),
-                    timeout=60,
-                    describe="the sensor-launched full load",
-                )
-                wait_until(
-                    lambda: engine_waiting(case.source, case.name),
-                    timeout=60,
-                    describe="the full load to wait inside the engine",
-                )
+                run_id = add_and_hold_full_load(dagster_instance, control, case)
                 assert control.get(case.name).full_load_status is FullLoadStatus.IN_PROGRESS
                 FAULTS[fault](dagster_instance, client, case, run_id)
             assert wait_run_end(dagster_instance, run_id) in EXPECTED[fault]
@@ -251,17 +262,7 @@ def test_code_servers_killed_during_full_load(
         with SourceWorkload(case.source) as workload:
             workload.wait_commits(5)
             with locked(case.source):
-                control.add(case.spec)
-                run_id = wait_until(
-                    lambda: active_run(dagster_instance, case.name, Phase.FULL_LOAD),
-                    timeout=60,
-                    describe="the sensor-launched full load",
-                )
-                wait_until(
-                    lambda: engine_waiting(case.source, case.name),
-                    timeout=60,
-                    describe="the full load to wait inside the engine",
-                )
+                run_id = add_and_hold_full_load(dagster_instance, control, case)
                 worker = wait_until(
                     lambda: run_worker(dagster_instance, run_id), timeout=15, describe="run worker"
                 )
