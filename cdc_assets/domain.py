@@ -225,3 +225,20 @@ class PipelineSpec:
     def wants_cdc(self) -> bool:
         """True when the full load must hand over to CDC (slot + publication)."""
         return self.mode is Mode.FULL_LOAD_AND_CDC
+
+
+@dataclass(frozen=True)
+class AddedColumnFill:
+    """What ``ADD COLUMN`` gave the rows that existed before it, as far as the catalog tells.
+
+    ``missing``: a fast (constant) default PostgreSQL keeps in ``pg_attribute.attmissingval``
+    until the table is rewritten; existing rows read it without any row change in the WAL, so the
+    target adds the column with the same value. ``per_row``: no such value, but the column has a
+    default or is an identity column. Either a volatile default or identity filled every existing
+    row in a table rewrite, which logical decoding does not send, or the default was set after the
+    column was added (existing rows NULL, nothing lost). The catalog cannot tell the two apart.
+    """
+
+    has_missing: bool = False
+    missing: str | None = None
+    per_row: bool = False

@@ -5,6 +5,8 @@ load. Hooks ride on the op itself; statuses go to ``cdc_status`` (ACTIVE after a
 FAILED otherwise) and the applied LSN and lag to ``cdc_lsn``/``cdc_lag_bytes``.
 """
 
+from typing import Any
+
 import dagster as dg
 
 from cdc_assets.defs.full_load import TARGET_TABLES, pipeline_run, write_after_success
@@ -92,18 +94,19 @@ def cdc_sync(
                 repo, write_for(ident, CdcStatus.ACTIVE, message="op: batch applied"), Writer.OP
             ),
         )
+    for warning in result.warnings:
+        context.log.warning(warning)
+    metadata: dict[str, Any] = {
+        "cdc/changes": result.changes,
+        "cdc/transactions": result.transactions,
+        "cdc/end_lsn": str(result.end_lsn),
+        "cdc/lag_bytes": result.lag_bytes,
+        "cdc/seconds": round(result.seconds, 3),
+    }
+    if result.warnings:
+        metadata["cdc/warnings"] = "\n".join(result.warnings)
     context.log_event(
-        dg.AssetObservation(
-            asset_key=TARGET_TABLES,
-            partition=pipeline,
-            metadata={
-                "cdc/changes": result.changes,
-                "cdc/transactions": result.transactions,
-                "cdc/end_lsn": str(result.end_lsn),
-                "cdc/lag_bytes": result.lag_bytes,
-                "cdc/seconds": round(result.seconds, 3),
-            },
-        )
+        dg.AssetObservation(asset_key=TARGET_TABLES, partition=pipeline, metadata=metadata)
     )
     check = lag_check_result(pipeline, result.lag_bytes, settings)
     context.instance.report_runless_asset_event(check)

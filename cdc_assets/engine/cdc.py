@@ -78,6 +78,7 @@ class CdcBatchResult:
     lag_bytes: int
     seconds: float
     tables_changed: tuple[TableRef, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def _kill_point(name: str) -> None:
@@ -218,7 +219,7 @@ def run_cdc_batch(
             tgt,
             spec,
             source_type=lambda oid, mod: changes.builtin_type_name(src, oid, mod),
-            source_missing=lambda t, col: changes.missing_value(src, t.schema, t.name, col),
+            source_fill=lambda t, col: changes.added_column_fill(src, t.schema, t.name, col),
             chunk_changes=chunk_changes,
             log=log,
         )
@@ -330,6 +331,7 @@ def run_cdc_batch(
         lag_bytes=lag,
         seconds=time.monotonic() - started,
         tables_changed=tuple(sorted(counts.tables_changed)),
+        warnings=tuple(batch.warnings),
     )
     log(
         f"applied {result.transactions} transactions, {result.changes} changes up to {end}; "

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from cdc_assets.domain import Lsn
+from cdc_assets.domain import AddedColumnFill, Lsn
 
 HEARTBEAT_PREFIX = "cdc_assets"
 FETCH_SIZE = 5000
@@ -171,25 +171,22 @@ def builtin_type_name(conn: psycopg.Connection[Any], type_oid: int, typmod: int)
     return str(row[0]) if row and row[0] else None
 
 
-def missing_value(
+def added_column_fill(
     conn: psycopg.Connection[Any], schema: str, table: str, column: str
-) -> tuple[bool, str | None]:
-    """(has one, text) of the value that ``ADD COLUMN ... DEFAULT`` gave the existing rows.
-
-    A fast default fills existing rows without writing row changes to the WAL; the target must add
-    the column with the same value to hold the same rows. PostgreSQL keeps that value in
-    ``pg_attribute.attmissingval`` (a one-element array) until the table is rewritten.
-    """
+) -> AddedColumnFill:
+    """How the source filled ``column`` in the rows that existed when it was added."""
     row = conn.execute(
-        "SELECT a.atthasmissing, a.attmissingval::text"
+        "SELECT a.atthasmissing, a.attmissingval::text, a.atthasdef OR a.attidentity <> ''"
         " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND NOT a.attisdropped",
         (schema, table, column),
     ).fetchone()
-    if row is None or not row[0] or row[1] is None:
-        return False, None
-    return True, _single_array_element(str(row[1]))
+    if row is None:
+        return AddedColumnFill()
+    if row[0] and row[1] is not None:
+        return AddedColumnFill(has_missing=True, missing=_single_array_element(str(row[1])))
+    return AddedColumnFill(per_row=bool(row[2]))
 
 
 def _single_array_element(text: str) -> str | None:

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from cdc_assets.decoding.messages import Delete, Insert, Relation, Row, Truncate, Update
-from cdc_assets.domain import PipelineSpec, TableRef
+from cdc_assets.domain import AddedColumnFill, PipelineSpec, TableRef
 from cdc_assets.errors import SchemaChangeError, SourceError, TargetError
 from cdc_assets.target.apply import Chunk, TableApply
 from cdc_assets.target.catalog import TargetTable, describe_table
@@ -59,7 +59,7 @@ class BatchApply:
         spec: PipelineSpec,
         *,
         source_type: Callable[[int, int], str | None],
-        source_missing: Callable[[TableRef, str], tuple[bool, str | None]],
+        source_fill: Callable[[TableRef, str], AddedColumnFill],
         chunk_changes: int = DEFAULT_CHUNK,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -72,9 +72,10 @@ class BatchApply:
         self.conn = conn
         self.spec = spec
         self.source_type = source_type
-        self.source_missing = source_missing
+        self.source_fill = source_fill
         self.chunk_changes = chunk_changes
         self.log = log or (lambda _msg: None)
+        self.warnings: list[str] = []  # for the operator: the run logs them as warnings
         self.tables = set(spec.tables)
         self.appliers: dict[int, TableApply] = {}  # relation id -> applier of its current shape
         self.relations: dict[int, Relation] = {}  # relation id -> shape the applier was made for
@@ -174,17 +175,27 @@ class BatchApply:
 
         ``ADD COLUMN ... DEFAULT`` fills existing source rows without sending them as changes, so
         the target column is added with that same value as a default (then the default is
-        dropped: every later row arrives with its value).
+        dropped: every later row arrives with its value). A value computed per row (volatile
+        default, identity) cannot be known here: the batch goes on, and says so as a warning.
         """
-        has_missing, value = self.source_missing(source, column)
+        fill = self.source_fill(source, column)
+        value = fill.missing
         table = sql.Identifier(dest.schema, dest.name)
         ident = sql.Identifier(column)
         type_ = sql.SQL(type_sql)  # type: ignore[arg-type]  # format_type() output, catalog text
         stmt = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, ident, type_)
-        if has_missing and value is not None:
+        if value is not None:
             stmt += sql.SQL(" DEFAULT {}::{}").format(sql.Literal(value), type_)
         self.conn.execute(stmt)
-        if has_missing and value is not None:
+        if fill.per_row:
+            self.warnings.append(
+                f"pipeline {self.spec.name!r}, table {source}: column {column!r} was added on the "
+                "source with a default computed per row (volatile default or identity) or got a "
+                "default after it was added; if the former, rows that existed before it hold "
+                "values on the source that no change event carried, and NULL on the target until "
+                "they change (fix: reset the pipeline for a new full load if those values matter)"
+            )
+        if value is not None:
             self.conn.execute(
                 sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(table, ident)
             )

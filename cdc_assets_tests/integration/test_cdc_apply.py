@@ -85,6 +85,7 @@ def test_truncate_and_added_column(new_db) -> None:
     )
     r = p.batch()
     assert r.truncates == 1
+    assert r.warnings == ()  # a constant default is copied exactly
     p.assert_equal()
     assert checksum(p.target, "public", "items")[0] == 1
     assert (
@@ -94,6 +95,32 @@ def test_truncate_and_added_column(new_db) -> None:
             " WHERE attrelid = 'public.docs'::regclass AND attname = 'extra'",
         )
         == "numeric(8,3)"
+    )
+
+
+def test_added_column_filled_per_row_is_reported_not_hidden(new_db) -> None:
+    """A volatile default or an identity fills existing rows in a rewrite that logical decoding
+    does not send: the target cannot have those values, so the batch says so (a constant default
+    is copied exactly and says nothing)."""
+    p = loaded_pipeline(new_db, DDL, TABLES)
+    execute(
+        p.source,
+        "ALTER TABLE public.docs ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+        "ALTER TABLE public.items ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY",
+        "ALTER TABLE public.items ADD COLUMN flag boolean DEFAULT true",
+        "UPDATE public.docs SET n = 9 WHERE id = 1",
+        "UPDATE public.items SET name = 'x' WHERE id = 1",
+    )
+    r = p.batch()
+    assert len(r.warnings) == 2, r.warnings
+    token, seq = sorted(r.warnings)
+    assert "public.docs" in token and "'token'" in token and "reset the pipeline" in token
+    assert "public.items" in seq and "'seq'" in seq
+    # The changed rows arrived with their values; the untouched ones differ, as warned.
+    assert scalar(p.target, "SELECT token IS NOT NULL FROM public.docs WHERE id = 1")
+    assert scalar(p.target, "SELECT count(*) FROM public.docs WHERE token IS NULL") == 19
+    assert scalar(p.target, "SELECT count(*) FROM public.items WHERE flag") == scalar(
+        p.source, "SELECT count(*) FROM public.items WHERE flag"
     )
 
 

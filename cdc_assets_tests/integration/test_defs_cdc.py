@@ -631,3 +631,31 @@ def test_cdc_run_for_a_full_load_pipeline_says_so(instance, repo, defs, new_db) 
     assert row.cdc_status is CdcStatus.FAILED and row.last_error is not None
     assert "mode is full_load" in row.last_error and "full_load_and_cdc" in row.last_error
     assert row.full_load_status is FullLoadStatus.COMPLETED
+
+
+def test_a_column_filled_per_row_is_a_run_warning(instance, repo, defs, new_db) -> None:
+    """The engine's warning reaches the operator: a WARNING in the run's log and metadata."""
+    import logging
+
+    src, dst, _ = loaded(instance, repo, defs, new_db, "volatile")
+    sql(src, "ALTER TABLE public.orders ADD COLUMN token uuid DEFAULT gen_random_uuid()")
+    sql(src, "UPDATE public.orders SET note = 'changed' WHERE id = 1")
+
+    result = execute_pipeline(instance, "volatile", Phase.CDC, defs=defs)
+
+    assert result.success
+    assert repo.get("volatile").cdc_status is CdcStatus.ACTIVE  # a warning, not a failure
+    run_id = result.dagster_run.run_id
+    warnings = [
+        e.user_message
+        for e in instance.all_logs(run_id)
+        if e.level == logging.WARNING and "'token'" in e.user_message
+    ]
+    assert len(warnings) == 1 and "reset the pipeline" in warnings[0]
+    observed = [
+        entry.asset_observation.metadata
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
+        if entry.asset_observation
+    ]
+    assert any("'token'" in str(m["cdc/warnings"].value) for m in observed if "cdc/warnings" in m)
+    assert count(dst) == count(src)
