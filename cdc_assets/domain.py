@@ -239,6 +239,5 @@ class AddedColumnFill:
     column was added (existing rows NULL, nothing lost). The catalog cannot tell the two apart.
     """
 
-    has_missing: bool = False
     missing: str | None = None
     per_row: bool = False

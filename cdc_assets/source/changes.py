@@ -185,7 +185,7 @@ def added_column_fill(
     if row is None:
         return AddedColumnFill()
     if row[0] and row[1] is not None:
-        return AddedColumnFill(has_missing=True, missing=_single_array_element(str(row[1])))
+        return AddedColumnFill(missing=_single_array_element(str(row[1])))
     return AddedColumnFill(per_row=bool(row[2]))
 
 
