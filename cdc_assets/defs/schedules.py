@@ -15,12 +15,12 @@ import dagster as dg
 from cdc_assets.control.repository import PipelineRow
 from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
 from cdc_assets.defs.resources import ControlDb
+from cdc_assets.defs.run_status import run_fact
 from cdc_assets.defs.sensors import active_pipelines, cdc_request, wants_cdc
-from cdc_assets.defs.tags import CDC_JOB_NAME, TAG_PARTITION, is_lock_conflict, launch_tags
+from cdc_assets.defs.tags import CDC_JOB_NAME, TAG_PARTITION, launch_tags
 from cdc_assets.domain import CdcStatus, Mode, Phase
 from cdc_assets.settings import Settings
-from cdc_assets.status.backoff import FinishedRun, RetryDecision, decide_retry
-from cdc_assets.status.reconcile import RunState
+from cdc_assets.status.backoff import RetryDecision, decide_retry
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 #: Enough history to reach any cap up to 2**10 minutes; older runs cannot change the delay.
@@ -110,14 +110,6 @@ def retry_decision(
         ),
         limit=HISTORY,
     )
-    history = [
-        FinishedRun(RunState(r.dagster_run.status.value), _ended(r))
-        for r in records
-        if not is_lock_conflict(r.dagster_run.tags)
-    ]
+    facts = (run_fact(record) for record in records)
+    history = [fact for fact in facts if fact is not None and not fact.lock_conflict]
     return decide_retry(history, now=now, cap=timedelta(seconds=settings.cdc_retry_max_s))
-
-
-def _ended(record: dg.RunRecord) -> datetime:
-    stamp = record.end_time or record.update_timestamp.timestamp()
-    return datetime.fromtimestamp(stamp, UTC)

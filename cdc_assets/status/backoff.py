@@ -12,20 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cdc_assets.status.reconcile import RunState
+from cdc_assets.status.reconcile import RunFact, RunState
 
 #: The first retry waits for the next minute tick, then 1, 2, 4 ... minutes, capped.
 BASE_DELAY = timedelta(minutes=1)
 #: The schedule ticks once a minute: a run due within half a tick is retried at this one.
 TICK_SLACK = timedelta(seconds=30)
-
-
-@dataclass(frozen=True)
-class FinishedRun:
-    """A finished CDC run of one pipeline: its status and when it ended."""
-
-    state: RunState
-    ended_at: datetime
 
 
 @dataclass(frozen=True)
@@ -37,15 +29,18 @@ class RetryDecision:
     not_before: datetime | None = None
 
 
-def consecutive_failures(newest_first: Iterable[FinishedRun]) -> tuple[int, datetime | None]:
-    """Failed or canceled runs since the last success, and when the newest of them ended."""
+def consecutive_failures(newest_first: Iterable[RunFact]) -> tuple[int, datetime | None]:
+    """Failed or canceled runs since the last success, and when the newest of them ended.
+
+    ``newest_first`` holds finished CDC runs of one pipeline, lock-conflict losers left out.
+    """
     count, newest_end = 0, None
     for run in newest_first:
         if run.state is RunState.SUCCESS:
             break
         count += 1
         if newest_end is None:
-            newest_end = run.ended_at
+            newest_end = run.ended_at or run.created_at
     return count, newest_end
 
 
@@ -58,7 +53,7 @@ def retry_delay(failures: int, cap: timedelta) -> timedelta:
 
 
 def decide_retry(
-    newest_first: Iterable[FinishedRun], *, now: datetime, cap: timedelta
+    newest_first: Iterable[RunFact], *, now: datetime, cap: timedelta
 ) -> RetryDecision:
     """Whether this tick should launch a retry batch for a FAILED CDC pipeline."""
     failures, newest_end = consecutive_failures(newest_first)

@@ -6,13 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdc_assets.status.backoff import (
-    FinishedRun,
-    consecutive_failures,
-    decide_retry,
-    retry_delay,
-)
-from cdc_assets.status.reconcile import RunState
+from cdc_assets.domain import Phase
+from cdc_assets.status.backoff import consecutive_failures, decide_retry, retry_delay
+from cdc_assets.status.reconcile import RunFact, RunState
 
 pytestmark = pytest.mark.unit
 
@@ -21,9 +17,12 @@ CAP = timedelta(minutes=15)
 MIN = timedelta(minutes=1)
 
 
-def runs(*states: RunState, step: timedelta = MIN) -> list[FinishedRun]:
+def runs(*states: RunState, step: timedelta = MIN) -> list[RunFact]:
     """Newest first, the newest ending at T0, each older one ``step`` earlier."""
-    return [FinishedRun(s, T0 - i * step) for i, s in enumerate(states)]
+    return [
+        RunFact(f"r{i}", "p", Phase.CDC, s, T0 - i * step - MIN, ended_at=T0 - i * step)
+        for i, s in enumerate(states)
+    ]
 
 
 F, C, S = RunState.FAILURE, RunState.CANCELED, RunState.SUCCESS
@@ -41,6 +40,8 @@ def test_failures_are_counted_back_to_the_last_success() -> None:
     assert consecutive_failures(runs(F, C, F, S, F, F)) == (3, T0)
     assert consecutive_failures(runs(S, F, F)) == (0, None)
     assert consecutive_failures([]) == (0, None)
+    # A run record without an end time (a run marked failed by monitoring) counts from creation.
+    assert consecutive_failures([RunFact("x", "p", Phase.CDC, F, T0)]) == (1, T0)
 
 
 @pytest.mark.parametrize(
