@@ -203,6 +203,7 @@ class WorkerPool:
             sql.SQL("BINARY" if task.binary else "TEXT"),
             sql.SQL(", FREEZE" if freeze else ""),
         )
+        self._lock_unchanged(src, table)
         try:
             if freeze:
                 tgt.execute(sql.SQL("TRUNCATE {}").format(stage))
@@ -242,6 +243,31 @@ class WorkerPool:
             if tally.chunks_left == 0:
                 tally.finished = time.monotonic()
             self.changed.notify_all()
+
+    def _lock_unchanged(self, src: psycopg.Connection[Any], table: TableInfo) -> None:
+        """Lock the table as the COPY would, then check its heap is the one described.
+
+        The snapshot is older than the lock: a table rewritten (``ALTER TABLE ... TYPE``, a
+        volatile ``ADD COLUMN``, ``TRUNCATE``) after the tables were described looks empty to it,
+        and the copy would be short without any error. The lock keeps the heap as it is until
+        this worker's transaction ends; ``pg_relation_filenode`` reads the current catalog.
+        """
+        if table.filenode is None:
+            return
+        src.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                sql.Identifier(table.ref.schema, table.ref.name)
+            )
+        )
+        row = src.execute("SELECT pg_relation_filenode(%s::oid)", (table.oid,)).fetchone()
+        if row is None or row[0] is None or int(row[0]) != table.filenode:
+            raise SourceError(
+                "the table was rewritten or truncated (ALTER TABLE, TRUNCATE, VACUUM FULL, "
+                "CLUSTER) while the full load started; its copy would miss rows",
+                pipeline=self.pipeline,
+                table=table.ref.display,
+                fix="re-run the full load, without DDL on its tables while it loads",
+            )
 
     def _checksum(self, src: psycopg.Connection[Any], task: ChecksumTask) -> None:
         table = task.table

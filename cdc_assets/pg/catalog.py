@@ -74,6 +74,9 @@ class TableInfo:
     replica_identity: str
     estimated_rows: int
     pages: int
+    filenode: int | None = None
+    """The heap's file when described; a rewrite (``ALTER TABLE ... TYPE``, a volatile
+    ``ADD COLUMN``, ``TRUNCATE``, ``VACUUM FULL``) gives it a new one. None: partitioned."""
 
     @property
     def is_partitioned(self) -> bool:
@@ -103,7 +106,7 @@ class TableInfo:
 
 _TABLE_SQL = """
 SELECT c.oid, c.relkind::text, c.relreplident::text, c.reltuples::bigint, c.relpages::bigint,
-       has_table_privilege(c.oid, 'SELECT')
+       has_table_privilege(c.oid, 'SELECT'), pg_relation_filenode(c.oid)::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s
 """
@@ -158,8 +161,9 @@ def describe_tables(
 ) -> tuple[TableInfo, ...]:
     """Read every table of a pipeline, failing on the first one the pipeline cannot copy.
 
-    Run it before creating a slot, so a bad table name never leaves a slot behind, and again
-    inside the snapshot so the copied shape is the snapshot's.
+    Run before the slot and its snapshot exist, so a bad table name never leaves a slot behind.
+    A copy worker checks, under its table lock, that the heap is still the one described
+    (``filenode``): a rewrite in between would make the snapshot's copy silently empty.
     """
     return tuple(_describe(conn, ref, pipeline) for ref in refs)
 
@@ -174,7 +178,7 @@ def _describe(conn: psycopg.Connection[Any], ref: TableRef, pipeline: str) -> Ta
             fix="create the table or correct the pipeline's tables (schema.table, quote "
             'mixed-case names like "Sales"."Order Items")',
         )
-    oid, kind, replident, reltuples, relpages, can_select = row
+    oid, kind, replident, reltuples, relpages, can_select, filenode = row
     if kind not in ("r", "p"):
         raise SourceError(
             f"is not a table (relkind {kind!r}); only tables and partitioned tables can be copied",
@@ -207,6 +211,7 @@ def _describe(conn: psycopg.Connection[Any], ref: TableRef, pipeline: str) -> Ta
         replica_identity=replident,
         estimated_rows=max(int(reltuples), 0),
         pages=int(relpages),
+        filenode=int(filenode) if filenode is not None else None,
     )
 
 

@@ -198,3 +198,75 @@ def test_refuses_a_table_listed_twice(new_db) -> None:
             settings=settings(),
         )
     assert_clear(err.value, pipeline="twice", table="public.twice", fix_words="once")
+
+
+@pytest.mark.parametrize("mode", [Mode.FULL_LOAD, Mode.FULL_LOAD_AND_CDC])
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "ALTER TABLE public.b ALTER COLUMN n TYPE bigint",
+        "ALTER TABLE public.b ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+        "TRUNCATE public.b",
+    ],
+)
+def test_table_rewritten_after_the_snapshot_fails_instead_of_copying_nothing(
+    new_db, mode: Mode, ddl: str
+) -> None:
+    """A rewrite committed after the snapshot makes the table look empty to it (PostgreSQL's
+    MVCC caveat for rewriting DDL): the copy would be silently short. It must fail instead."""
+    import threading
+
+    import psycopg
+
+    from cdc_assets_tests.support import wait_until
+
+    src, dst = new_db("src"), new_db("dst")
+    execute(
+        src,
+        "CREATE TABLE public.a (id int PRIMARY KEY)",
+        "INSERT INTO public.a SELECT generate_series(1, 5000)",
+        "CREATE TABLE public.b (id int PRIMARY KEY, n int)",
+        "INSERT INTO public.b SELECT g, g FROM generate_series(1, 100) g",
+        "ANALYZE",
+    )
+    p = spec("rewrite", src, dst, "public.a", "public.b", mode=mode)
+    outcome: dict[str, BaseException | None] = {}
+
+    def load() -> None:
+        try:
+            run_full_load(p, source_url=src, target_url=dst, settings=settings(full_load_workers=1))
+            outcome["error"] = None
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    # One worker copies the bigger table first: holding it keeps the snapshot taken and b unread.
+    with psycopg.connect(src) as holder:
+        holder.execute("LOCK TABLE public.a IN ACCESS EXCLUSIVE MODE")
+        thread = threading.Thread(target=load)
+        thread.start()
+        wait_until(
+            lambda: scalar(
+                src,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND application_name = 'cdc_assets:rewrite'",
+            ),
+            timeout=30,
+            describe="the worker to wait for table a inside the snapshot",
+        )
+        execute(src, "SET lock_timeout = '10s'", ddl)  # b is not locked by the load yet
+        holder.rollback()
+    thread.join(timeout=60)
+    error = outcome["error"]
+    assert isinstance(error, SourceError), error
+    text = error.for_row()
+    assert "'rewrite'" in text and "public.b" in text and "rewritten or truncated" in text
+    assert "re-run the full load" in text
+    assert stage_tables(dst) == []
+    assert scalar(dst, "SELECT to_regclass('public.b') IS NULL")  # nothing swapped in
+    # Only the pipeline's own slot (a CDC pipeline's next load replaces it; reset drops it).
+    slots = scalar(
+        src,
+        "SELECT coalesce(array_agg(slot_name::text), '{}') FROM pg_replication_slots"
+        " WHERE database = current_database()",
+    )
+    assert slots == ([p.slot_name] if mode is Mode.FULL_LOAD_AND_CDC else [])
