@@ -30,6 +30,7 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
+NOTES = "### Notes (by hand"
 
 COLUMNS = "id integer NOT NULL, b bigint, n numeric(12,2), txt text, j jsonb, ts timestamptz"
 
@@ -276,7 +277,11 @@ def write_section(text: str) -> None:
         return
     end = doc.find("\n## ", start + 1)
     rest = doc[end + 1 :] if end >= 0 else ""
-    DOC.write_text(doc[:start] + text + ("\n" + rest if rest else ""))
+    # Notes written by hand (comparisons across machines and code versions) outlive a re-run.
+    old = doc[start : end if end >= 0 else len(doc)]
+    notes = old.find(NOTES)
+    kept = "\n" + old[notes:].rstrip() + "\n" if notes >= 0 else ""
+    DOC.write_text(doc[:start] + text + kept + ("\n" + rest if rest else ""))
 
 
 def main() -> None:
