@@ -135,6 +135,7 @@ def run_full_load(
         same_major = server_major(src) == server_major(tgt)
         drop_stages(tgt, schema, name)
         stages = [stage_name(name, i) for i in range(len(tables))]
+        own_slot = False  # True once any slot of this pipeline is this attempt's
         try:
             for table, stage in zip(tables, stages, strict=True):
                 ensure_enums(tgt, schema, table.enums, pipeline=name)
@@ -143,6 +144,7 @@ def run_full_load(
                 ensure_watermark_table(tgt, schema)
                 recreate_publication(src, name, spec.tables)
                 drop_slot_if_exists(src, name)
+                own_slot = True
             snap, tallies = _copy_all(
                 spec,
                 source_url=source_url,
@@ -171,6 +173,8 @@ def run_full_load(
             )
         except BaseException:
             drop_stages(tgt, schema, name)
+            if own_slot:
+                _drop_slot_best_effort(source_url, name)
             raise
         results = _verify(
             tgt,
@@ -189,6 +193,21 @@ def run_full_load(
         consistent_lsn=snap.lsn,
         snapshot=snap.id,
     )
+
+
+def _drop_slot_best_effort(source_url: str, pipeline: str) -> None:
+    """Drop the slot a failed load created: nothing can use it, and it would hold WAL.
+
+    A new full load would replace it anyway, but until someone runs one an inactive slot keeps
+    every WAL segment on the source, the classic way CDC fills a database server's disk. Best
+    effort on a fresh connection (the load's own may be the reason it failed); the load's error
+    is what the caller raises either way.
+    """
+    try:
+        with connect(source_url, pipeline=pipeline, role="source", autocommit=True) as conn:
+            drop_slot_if_exists(conn, pipeline)
+    except Exception:  # the original failure matters, not this one
+        return
 
 
 def _same_database(a: psycopg.Connection[Any], b: psycopg.Connection[Any]) -> bool:
