@@ -91,6 +91,12 @@ def active_run(instance: dg.DagsterInstance, name: str, phase: Phase) -> str | N
     return found[0].run_id if found else None
 
 
+def started_run(instance: dg.DagsterInstance, name: str, phase: Phase) -> str | None:
+    """The pipeline's running run: the coordinator lets one start; a second may wait QUEUED."""
+    found = [r for r in runs(instance, name, phase) if r.status.value == "STARTED"]
+    return found[0].run_id if found else None
+
+
 def wait_run_end(instance: dg.DagsterInstance, run_id: str, timeout: float = 90) -> str:
     def ended() -> str | None:
         run = instance.get_run_by_id(run_id)

@@ -190,12 +190,14 @@ KILLED_LOAD = textwrap.dedent(
     src, dst = sys.argv[1], sys.argv[2]
     real_pump = w.pump
     done = []
+    say = threading.Lock()  # two workers may finish a range at once: one whole line each
 
     def pump_then_hang(*args, **kwargs):
         count = real_pump(*args, **kwargs)
         args[2].commit()  # this range is in the stage for good
         done.append(count)
-        print("COPIED", flush=True)
+        with say:
+            print("COPIED", flush=True)
         threading.Event().wait()  # hold here until killed
         return count
 
