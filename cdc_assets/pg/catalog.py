@@ -74,6 +74,9 @@ class TableInfo:
     replica_identity: str
     estimated_rows: int
     pages: int
+    identity_index: tuple[str, ...] = ()
+    """Key columns of the ``REPLICA IDENTITY USING INDEX`` index (empty for other identities):
+    pgoutput sends them as the key, and the target gets a unique index on them."""
     filenode: int | None = None
     """The heap's file when described; a rewrite (``ALTER TABLE ... TYPE``, a volatile
     ``ADD COLUMN``, ``TRUNCATE``, ``VACUUM FULL``) gives it a new one. None: partitioned."""
@@ -128,7 +131,8 @@ SELECT i.indisprimary, i.indisunique,
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
              ORDER BY k.ord),
        i.indnkeyatts, cardinality(i.indkey::int2[]),
-       i.indexprs IS NULL AND i.indpred IS NULL AND am.amname = 'btree' AND 0 <> ALL(i.indkey)
+       i.indexprs IS NULL AND i.indpred IS NULL AND am.amname = 'btree' AND 0 <> ALL(i.indkey),
+       i.indisreplident
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_am am ON am.oid = ic.relam
@@ -195,8 +199,17 @@ def _describe(conn: psycopg.Connection[Any], ref: TableRef, pipeline: str) -> Ta
         )
     columns = tuple(_column(conn, r) for r in conn.execute(_COLUMNS_SQL, (oid,)).fetchall())
     pk: tuple[str, ...] = ()
+    identity: tuple[str, ...] = ()
     indexes: list[IndexInfo] = []
-    for primary, unique, cols, nkey, ncols, simple in conn.execute(_INDEXES_SQL, (oid,)):
+    for primary, unique, cols, nkey, ncols, simple, replident_idx in conn.execute(
+        _INDEXES_SQL, (oid,)
+    ):
+        if replident_idx and replident == "i":
+            # PostgreSQL allows only a plain unique index here (no expression, no predicate, NOT
+            # NULL columns); its key columns, INCLUDE columns left out, are what pgoutput sends.
+            identity = tuple(cols[:nkey])
+            if not primary and not (simple and nkey == ncols):
+                indexes.append(IndexInfo(identity, True))
         if primary:
             pk = tuple(cols[:nkey])
         elif simple and nkey == ncols:
@@ -209,6 +222,7 @@ def _describe(conn: psycopg.Connection[Any], ref: TableRef, pipeline: str) -> Ta
         primary_key=pk,
         indexes=tuple(indexes),
         replica_identity=replident,
+        identity_index=identity,
         estimated_rows=max(int(reltuples), 0),
         pages=int(relpages),
         filenode=int(filenode) if filenode is not None else None,
@@ -273,7 +287,8 @@ def check_cdc_ready(
 
     Logical decoding needs ``wal_level=logical``; the slot needs a role with REPLICATION; updates
     and deletes can only be applied when pgoutput sends a key: a primary key with the default
-    replica identity, or every column with ``REPLICA IDENTITY FULL``.
+    replica identity, the index's columns with ``REPLICA IDENTITY USING INDEX`` (with or without a
+    primary key: the target gets a unique index on them), or every column with ``FULL``.
     """
     level = wal_level(conn)
     if level != "logical":
@@ -294,7 +309,7 @@ def check_cdc_ready(
             fix=f"ALTER ROLE {sql.Identifier(user).as_string(conn)} REPLICATION on the source",
         )
     for t in tables:
-        if t.replica_identity == "f":
+        if t.replica_identity == "f" or (t.replica_identity == "i" and t.identity_index):
             continue
         if t.replica_identity == "n":
             raise SourceError(
@@ -308,6 +323,6 @@ def check_cdc_ready(
                 "has no primary key, so CDC cannot apply its updates and deletes",
                 pipeline=pipeline,
                 table=t.ref.display,
-                fix=f"add a primary key, or ALTER TABLE {t.ref.display} REPLICA IDENTITY FULL, "
-                "or use mode full_load",
+                fix=f"add a primary key, or ALTER TABLE {t.ref.display} REPLICA IDENTITY FULL "
+                "(or USING INDEX <a unique index on NOT NULL columns>), or use mode full_load",
             )

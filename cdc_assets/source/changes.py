@@ -150,9 +150,15 @@ def advance_slot(conn: psycopg.Connection[Any], slot: str, upto: Lsn) -> Lsn:
 def table_identity(
     conn: psycopg.Connection[Any], schema: str, name: str
 ) -> tuple[bool, str] | None:
-    """(has a primary key, replica identity letter) of a source table, or None if it is missing."""
+    """(has the key its identity names, replica identity letter) of a table, or None if missing.
+
+    The key is the primary key for the default identity and the identity index for ``USING
+    INDEX``: PostgreSQL publishes that index's columns as the key, primary key or not (and
+    nothing, as for ``NOTHING``, once the index is dropped).
+    """
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),"
+        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND"
+        " CASE c.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END),"
         " c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relname = %s",
         (schema, name),
