@@ -147,6 +147,8 @@ class BatchApply:
             )
         altered = False
         for col in rel.columns:
+            if col.name in target.generated:
+                continue  # published generated column (PostgreSQL 18+): the target computes it
             builtin = self.source_type(col.type_oid, col.type_modifier)
             src_type = builtin or "text"
             have = target.columns.get(col.name)
@@ -227,6 +229,7 @@ class BatchApply:
             key=key,
             upsert=upsert,
             stage_name=f"_cdc_stage_{self.spec.name}_{self._stage_seq}",
+            generated=target.generated,
         )
         applier.barrier = self.wait
         return applier
