@@ -103,6 +103,8 @@ class FullLoadResult:
     seconds: float
     consistent_lsn: Lsn | None
     snapshot: str
+    warnings: tuple[str, ...] = ()
+    """For the operator (the run logs them): generated columns the target holds as plain copies."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +138,14 @@ def run_full_load(
         drop_stages(tgt, schema, name)
         stages = [stage_name(name, i) for i in range(len(tables))]
         own_slot = False  # True once any slot of this pipeline is this attempt's
+        fallbacks: list[tuple[TableRef, str, str]] = []
         try:
             staged = []
             for table, stage in zip(tables, stages, strict=True):
                 ensure_enums(tgt, schema, table.enums, pipeline=name)
                 staged.append(create_stage(tgt, schema, stage, table))
             tables = tuple(s.table for s in staged)  # generated columns the target cannot compute
-            fallbacks = [(s.table.ref, col, why) for s in staged for col, why in s.fallbacks]
+            fallbacks += [(s.table.ref, col, why) for s in staged for col, why in s.fallbacks]
             if spec.wants_cdc:
                 _check_generated_fallbacks(spec, fallbacks, server_major(src))
                 ensure_watermark_table(tgt, schema)
@@ -196,6 +199,13 @@ def run_full_load(
         seconds=time.monotonic() - started,
         consistent_lsn=snap.lsn,
         snapshot=snap.id,
+        warnings=tuple(
+            f"pipeline {name!r}, table {table}: generated column {col!r} is a plain column on the "
+            f"target holding the source's values, because its expression fails there ({why}); "
+            "CDC keeps it current only from a PostgreSQL 18+ source (fix: create what the "
+            "expression uses on the target, then reset and reload for the target to compute it)"
+            for table, col, why in fallbacks
+        ),
     )
 
 

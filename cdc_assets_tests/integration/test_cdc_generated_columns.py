@@ -135,12 +135,15 @@ def test_generated_column_the_target_cannot_compute_is_a_plain_copy(new_db) -> N
         assert scalar(source, "SELECT count(*) FROM pg_replication_slots") == 0
         assert scalar(target, "SELECT count(*) FROM pg_tables WHERE tablename = 'genf'") == 0
         only_load = PipelineSpec("gl", source, target, tables, mode=Mode.FULL_LOAD)
-        run_full_load(only_load, source_url=source, target_url=target, settings=settings)
+        result = run_full_load(only_load, source_url=source, target_url=target, settings=settings)
+        (warning,) = result.warnings
+        assert "'y'" in warning and "public.genf" in warning and "twice" in warning
         assert _generated(target, "public.genf") == []  # a plain column on the target
         for t in tables:
             assert checksum(source, t.schema, t.name) == checksum(target, t.schema, t.name)
         return
-    run_full_load(spec, source_url=source, target_url=target, settings=settings)
+    result = run_full_load(spec, source_url=source, target_url=target, settings=settings)
+    assert len(result.warnings) == 1 and "'y'" in result.warnings[0], result.warnings
     p = Pipeline(spec, source, target, settings)
     assert _generated(target, "public.genf") == []
     assert [g[0] for g in _generated(target, "public.gen")] == ["total", "label"]
