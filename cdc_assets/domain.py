@@ -262,3 +262,17 @@ class AddedColumnFill:
 
     missing: str | None = None
     per_row: bool = False
+
+
+@dataclass(frozen=True)
+class GeneratedColumn:
+    """A source generated column, for the apply to create one the target lacks (added mid-CDC).
+
+    ``type_sql`` is ``format_type`` of a built-in type (None for user types, which the full load
+    maps and the apply cannot); ``expression`` is the source's ``pg_get_expr``.
+    """
+
+    name: str
+    type_sql: str | None
+    expression: str
+    virtual: bool = False

@@ -223,6 +223,7 @@ def run_cdc_batch(
             spec,
             source_type=lambda oid, mod: changes.builtin_type_name(src, oid, mod),
             source_fill=lambda t, col: changes.added_column_fill(src, t.schema, t.name, col),
+            source_generated=lambda t: changes.generated_columns(src, t.schema, t.name),
             chunk_changes=chunk_changes,
             log=log,
         )

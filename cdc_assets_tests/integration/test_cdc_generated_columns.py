@@ -158,3 +158,28 @@ def test_generated_column_the_target_cannot_compute_is_a_plain_copy(new_db) -> N
     p.batch()
     p.assert_equal()
     assert scalar(target, "SELECT y FROM public.genf WHERE id = 500") == 14
+
+
+def test_generated_column_added_during_cdc_is_generated_on_the_target(new_db) -> None:
+    """Its values never arrive as changes (before 18 not at all): the target computes them."""
+    p = loaded_pipeline(new_db, DDL, ["public.gen", "public.genfull"])
+    added = [
+        "ALTER TABLE public.gen ADD COLUMN doubled numeric GENERATED ALWAYS AS (price * 2) STORED"
+    ]
+    if _major(p.source) >= 18:
+        added.append(
+            "ALTER TABLE public.gen ADD COLUMN q1 int GENERATED ALWAYS AS (qty + 1) VIRTUAL"
+        )
+    execute(
+        p.source,
+        *added,
+        "ALTER TABLE public.genfull ADD COLUMN b3 int GENERATED ALWAYS AS (a * 3) STORED",
+    )
+    _changes(p)
+    p.batch()
+    for table in ("public.gen", "public.genfull"):
+        assert _generated(p.target, table) == _generated(p.source, table)
+    p.assert_equal()  # rows that existed before the column have its values too
+    execute(p.source, "UPDATE public.gen SET price = price * 3 WHERE id <= 25")
+    p.batch()
+    p.assert_equal()
