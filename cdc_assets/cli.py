@@ -24,6 +24,7 @@ from cdc_assets.domain import (
     Mode,
     PipelineSpec,
     TableRef,
+    target_collision,
     validate_name,
 )
 from cdc_assets.errors import CdcError
@@ -111,6 +112,9 @@ def build_spec(
         if table in refs:
             raise _field_error("--table", text, f"duplicate table (same as {table.display})")
         refs.append(table)
+    collision = target_collision(refs)
+    if collision is not None:
+        raise UsageError(f"--table: {collision}")
     try:
         parsed_mode = Mode(mode)
     except ValueError:

@@ -177,6 +177,27 @@ class TableRef:
         return self.display
 
 
+def target_collision(tables: "tuple[TableRef, ...] | list[TableRef]") -> str | None:
+    """Why two of ``tables`` cannot share a pipeline, or None: they would land on one target table.
+
+    A pipeline puts every table in its one ``target_schema`` under the source table's name, so
+    ``s1.a`` and ``s3.a`` would both become ``<target_schema>.a``. Names are compared as
+    PostgreSQL identifiers, i.e. as :class:`TableRef` holds them (already case-folded or
+    unquoted): ``S1.A`` and ``s3.a`` collide, ``"A"`` and ``a`` do not. Refused when the pipeline
+    is added (and on hand-written rows), not half-way through its first full load.
+    """
+    seen: dict[str, TableRef] = {}
+    for table in tables:
+        first = seen.setdefault(table.name, table)
+        if first is not table and first != table:
+            return (
+                f"tables {first.display} and {table.display} would both land on the same target "
+                f"table (named {_quote(table.name)} in the target schema); list one of them, and "
+                "put the other in a pipeline with a different target schema"
+            )
+    return None
+
+
 class Lsn(int):
     """A PostgreSQL log sequence number; an int that prints as ``X/Y`` like ``pg_lsn``."""
 
@@ -241,3 +262,17 @@ class AddedColumnFill:
 
     missing: str | None = None
     per_row: bool = False
+
+
+@dataclass(frozen=True)
+class GeneratedColumn:
+    """A source generated column, for the apply to create one the target lacks (added mid-CDC).
+
+    ``type_sql`` is ``format_type`` of a built-in type (None for user types, which the full load
+    maps and the apply cannot); ``expression`` is the source's ``pg_get_expr``.
+    """
+
+    name: str
+    type_sql: str | None
+    expression: str
+    virtual: bool = False

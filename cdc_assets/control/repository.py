@@ -31,6 +31,7 @@ from cdc_assets.domain import (
     Phase,
     PipelineSpec,
     Writer,
+    target_collision,
     validate_name,
 )
 from cdc_assets.errors import MAX_ROW_ERROR, ConfigError, ConnectError, PipelineNotFound
@@ -108,6 +109,9 @@ def validate_spec(spec: PipelineSpec) -> None:
     dupes = sorted({d for d in displays if displays.count(d) > 1})
     if dupes:
         raise ConfigError(f"duplicate table {dupes[0]}", pipeline=spec.name)
+    collision = target_collision(spec.tables)
+    if collision is not None:
+        raise ConfigError(collision, pipeline=spec.name)
     for role, ref in (("source", spec.source_url), ("target", spec.target_url)):
         try:
             check_reference(ref)

@@ -15,6 +15,7 @@ from cdc_assets.domain import (
     PipelineSpec,
     TableRef,
     Writer,
+    target_collision,
 )
 from cdc_assets.errors import ConfigError
 
@@ -164,6 +165,9 @@ def _tables(p: Pipeline) -> tuple[tuple[TableRef, ...], str | None]:
     dupes = sorted({d for d in displays if displays.count(d) > 1})
     if dupes:
         problems.append(f"table {dupes[0]} is listed twice")
+    collision = target_collision(parsed)
+    if collision is not None:
+        problems.append(collision)
     if not (p.target_schema or "").strip():
         problems.append("target_schema is empty")
     elif "\x00" in p.target_schema or len(p.target_schema.encode()) > MAX_IDENTIFIER_BYTES:

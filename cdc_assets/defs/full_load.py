@@ -111,6 +111,8 @@ def load_pipeline(
                 Writer.OP,
             )
             raise
+        for warning in result.warnings:
+            context.log.warning(warning)
         write_after_success(
             context,
             lambda: apply_write(

@@ -156,14 +156,17 @@ def _check_tables(spec: PipelineSpec, src: psycopg.Connection[Any]) -> None:
                 table=str(table),
                 fix="restore the table or remove it from the pipeline and reset it",
             )
-        has_pk, replident = ident
-        # As the design says: a primary key (identity default or another unique index), or FULL.
-        if not (replident == "f" or (has_pk and replident in ("d", "i"))):
+        has_key, replident = ident
+        # A key pgoutput sends: the primary key (identity default), the identity index's columns
+        # (USING INDEX, with or without a primary key; the target has a unique index on them),
+        # or every column (FULL).
+        if not (replident == "f" or (has_key and replident in ("d", "i"))):
             raise SourceError(
                 "CDC needs a primary key or REPLICA IDENTITY FULL to match updates and deletes",
                 pipeline=spec.name,
                 table=str(table),
-                fix=f"add a primary key or run ALTER TABLE {table} REPLICA IDENTITY FULL",
+                fix=f"add a primary key or run ALTER TABLE {table} REPLICA IDENTITY FULL (or "
+                "USING INDEX <a unique index on NOT NULL columns>)",
             )
 
 
@@ -220,6 +223,7 @@ def run_cdc_batch(
             spec,
             source_type=lambda oid, mod: changes.builtin_type_name(src, oid, mod),
             source_fill=lambda t, col: changes.added_column_fill(src, t.schema, t.name, col),
+            source_generated=lambda t: changes.generated_columns(src, t.schema, t.name),
             chunk_changes=chunk_changes,
             log=log,
         )

@@ -35,7 +35,7 @@ from cdc_assets.engine.full_load_workers import (
     TableTally,
     WorkerPool,
 )
-from cdc_assets.errors import ConfigError, ConsistencyError
+from cdc_assets.errors import ConfigError, ConsistencyError, TargetError
 from cdc_assets.pg.catalog import TableInfo, check_cdc_ready, describe_tables, server_major
 from cdc_assets.pg.connect import connect
 from cdc_assets.settings import Settings
@@ -103,6 +103,8 @@ class FullLoadResult:
     seconds: float
     consistent_lsn: Lsn | None
     snapshot: str
+    warnings: tuple[str, ...] = ()
+    """For the operator (the run logs them): generated columns the target holds as plain copies."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +138,16 @@ def run_full_load(
         drop_stages(tgt, schema, name)
         stages = [stage_name(name, i) for i in range(len(tables))]
         own_slot = False  # True once any slot of this pipeline is this attempt's
+        fallbacks: list[tuple[TableRef, str, str]] = []
         try:
+            staged = []
             for table, stage in zip(tables, stages, strict=True):
                 ensure_enums(tgt, schema, table.enums, pipeline=name)
-                create_stage(tgt, schema, stage, table)
+                staged.append(create_stage(tgt, schema, stage, table))
+            tables = tuple(s.table for s in staged)  # generated columns the target cannot compute
+            fallbacks += [(s.table.ref, col, why) for s in staged for col, why in s.fallbacks]
             if spec.wants_cdc:
+                _check_generated_fallbacks(spec, fallbacks, server_major(src))
                 ensure_watermark_table(tgt, schema)
                 recreate_publication(src, name, spec.tables)
                 drop_slot_if_exists(src, name)
@@ -192,6 +199,13 @@ def run_full_load(
         seconds=time.monotonic() - started,
         consistent_lsn=snap.lsn,
         snapshot=snap.id,
+        warnings=tuple(
+            f"pipeline {name!r}, table {table}: generated column {col!r} is a plain column on the "
+            f"target holding the source's values, because its expression fails there ({why}); "
+            "CDC keeps it current only from a PostgreSQL 18+ source (fix: create what the "
+            "expression uses on the target, then reset and reload for the target to compute it)"
+            for table, col, why in fallbacks
+        ),
     )
 
 
@@ -208,6 +222,30 @@ def _drop_slot_best_effort(source_url: str, pipeline: str) -> None:
             drop_slot_if_exists(conn, pipeline)
     except Exception:  # the original failure matters, not this one
         return
+
+
+def _check_generated_fallbacks(
+    spec: PipelineSpec, fallbacks: list[tuple[TableRef, str, str]], source_major: int
+) -> None:
+    """Refuse CDC for a generated column the target holds as a plain copy, unless it is published.
+
+    Such a column (its expression fails on the target) keeps the source's values only if CDC
+    receives them, and pgoutput sends generated columns only from PostgreSQL 18, with the
+    publication's ``publish_generated_columns``. Before 18 its copy would go stale at the first
+    update, silently: better to stop here and say what would make it computable on the target.
+    """
+    if not fallbacks or source_major >= 18:
+        return
+    table, column, why = fallbacks[0]
+    raise TargetError(
+        f"generated column {column!r} cannot be created on the target with the source's "
+        f"expression ({why}), and a PostgreSQL {source_major} source does not publish generated "
+        "columns, so CDC could not keep its values",
+        pipeline=spec.name,
+        table=table.display,
+        fix="create on the target what the expression uses (function, type, schema), or use "
+        "mode full_load (the column is then copied as a plain column), or a PostgreSQL 18 source",
+    )
 
 
 def _same_database(a: psycopg.Connection[Any], b: psycopg.Connection[Any]) -> bool:

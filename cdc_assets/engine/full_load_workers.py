@@ -24,6 +24,7 @@ from cdc_assets.source.snapshot import (
     BlockRange,
     checksum_query,
     column_list,
+    copy_column_list,
     copy_out_query,
     import_snapshot,
 )
@@ -199,7 +200,7 @@ class WorkerPool:
         freeze = task.rng is None
         copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(
             stage,
-            column_list(table),
+            copy_column_list(table),
             sql.SQL("BINARY" if task.binary else "TEXT"),
             sql.SQL(", FREEZE" if freeze else ""),
         )

@@ -51,6 +51,23 @@ class ColumnInfo:
     generated: bool
     binary_safe: bool
     user_defined: bool
+    generation: str | None = None
+    """For a generated column, the source's expression (``pg_get_expr``): the target column is
+    ``GENERATED ALWAYS AS (<it>)`` too, computed there and never copied or written. None for a
+    plain column, and for a generated one whose expression the target cannot create (a function
+    or type it lacks): then it is a plain column holding the source's values (see ``ddl.py``)."""
+    virtual: bool = False
+    """PostgreSQL 18's ``VIRTUAL`` generated column (computed when read, never stored)."""
+
+    @property
+    def computed_on_target(self) -> bool:
+        """True when the target computes the column itself: leave it out of COPY and writes."""
+        return self.generated and self.generation is not None
+
+    @property
+    def generated_fallback(self) -> bool:
+        """True for a source generated column that is a plain, copied column on the target."""
+        return self.generated and self.generation is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,9 @@ class TableInfo:
     replica_identity: str
     estimated_rows: int
     pages: int
+    identity_index: tuple[str, ...] = ()
+    """Key columns of the ``REPLICA IDENTITY USING INDEX`` index (empty for other identities):
+    pgoutput sends them as the key, and the target gets a unique index on them."""
     filenode: int | None = None
     """The heap's file when described; a rewrite (``ALTER TABLE ... TYPE``, a volatile
     ``ADD COLUMN``, ``TRUNCATE``, ``VACUUM FULL``) gives it a new one. None: partitioned."""
@@ -95,6 +115,11 @@ class TableInfo:
         return all(c.binary_safe for c in self.columns)
 
     @property
+    def copied_columns(self) -> tuple[ColumnInfo, ...]:
+        """Columns the full load copies: all but those the target computes (generated there)."""
+        return tuple(c for c in self.columns if not c.computed_on_target)
+
+    @property
     def enums(self) -> tuple[EnumType, ...]:
         """Enums the target needs before its table can be created."""
         seen: dict[str, EnumType] = {}
@@ -113,7 +138,7 @@ WHERE n.nspname = %s AND c.relname = %s
 
 _COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid::bigint, a.attnotnull,
-       a.attndims, a.attgenerated <> '', t.typtype::text, t.typelem::bigint, t.typbasetype::bigint,
+       a.attndims, a.attgenerated::text, t.typtype::text, t.typelem::bigint, t.typbasetype::bigint,
        t.typtypmod, (d.adbin::text LIKE '{CONST %%'), pg_get_expr(d.adbin, d.adrelid)
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
@@ -128,7 +153,8 @@ SELECT i.indisprimary, i.indisunique,
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
              ORDER BY k.ord),
        i.indnkeyatts, cardinality(i.indkey::int2[]),
-       i.indexprs IS NULL AND i.indpred IS NULL AND am.amname = 'btree' AND 0 <> ALL(i.indkey)
+       i.indexprs IS NULL AND i.indpred IS NULL AND am.amname = 'btree' AND 0 <> ALL(i.indkey),
+       i.indisreplident
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_am am ON am.oid = ic.relam
@@ -195,8 +221,17 @@ def _describe(conn: psycopg.Connection[Any], ref: TableRef, pipeline: str) -> Ta
         )
     columns = tuple(_column(conn, r) for r in conn.execute(_COLUMNS_SQL, (oid,)).fetchall())
     pk: tuple[str, ...] = ()
+    identity: tuple[str, ...] = ()
     indexes: list[IndexInfo] = []
-    for primary, unique, cols, nkey, ncols, simple in conn.execute(_INDEXES_SQL, (oid,)):
+    for primary, unique, cols, nkey, ncols, simple, replident_idx in conn.execute(
+        _INDEXES_SQL, (oid,)
+    ):
+        if replident_idx and replident == "i":
+            # PostgreSQL allows only a plain unique index here (no expression, no predicate, NOT
+            # NULL columns); its key columns, INCLUDE columns left out, are what pgoutput sends.
+            identity = tuple(cols[:nkey])
+            if not primary and not (simple and nkey == ncols):
+                indexes.append(IndexInfo(identity, True))
         if primary:
             pk = tuple(cols[:nkey])
         elif simple and nkey == ncols:
@@ -209,6 +244,7 @@ def _describe(conn: psycopg.Connection[Any], ref: TableRef, pipeline: str) -> Ta
         primary_key=pk,
         indexes=tuple(indexes),
         replica_identity=replident,
+        identity_index=identity,
         estimated_rows=max(int(reltuples), 0),
         pages=int(relpages),
         filenode=int(filenode) if filenode is not None else None,
@@ -216,7 +252,8 @@ def _describe(conn: psycopg.Connection[Any], ref: TableRef, pipeline: str) -> Ta
 
 
 def _column(conn: psycopg.Connection[Any], r: tuple[Any, ...]) -> ColumnInfo:
-    (name, fmt, typid, notnull, ndims, generated, typtype, typelem, _base, _mod, const, dflt) = r
+    (name, fmt, typid, notnull, ndims, attgenerated, typtype, typelem, _base, _mod, const, dflt) = r
+    generated = attgenerated != ""
     user = typid >= FIRST_USER_OID
     is_array = typelem != 0 and typtype == "b" and fmt.endswith("[]")
     elem_id = typelem if is_array else typid
@@ -242,9 +279,11 @@ def _column(conn: psycopg.Connection[Any], r: tuple[Any, ...]) -> ColumnInfo:
         array_dims=max(int(ndims), 1) if is_array else 0,
         not_null=bool(notnull),
         default=dflt if keep_default else None,
-        generated=bool(generated),
+        generated=generated,
         binary_safe=binary_safe,
         user_defined=user_defined,
+        generation=str(dflt) if generated and dflt is not None else None,
+        virtual=attgenerated == "v",
     )
 
 
@@ -273,7 +312,8 @@ def check_cdc_ready(
 
     Logical decoding needs ``wal_level=logical``; the slot needs a role with REPLICATION; updates
     and deletes can only be applied when pgoutput sends a key: a primary key with the default
-    replica identity, or every column with ``REPLICA IDENTITY FULL``.
+    replica identity, the index's columns with ``REPLICA IDENTITY USING INDEX`` (with or without a
+    primary key: the target gets a unique index on them), or every column with ``FULL``.
     """
     level = wal_level(conn)
     if level != "logical":
@@ -294,7 +334,17 @@ def check_cdc_ready(
             fix=f"ALTER ROLE {sql.Identifier(user).as_string(conn)} REPLICATION on the source",
         )
     for t in tables:
-        if t.replica_identity == "f":
+        if t.replica_identity == "f" and any(c.virtual for c in t.columns):
+            raise SourceError(
+                "has REPLICA IDENTITY FULL and a VIRTUAL generated column, which no publication "
+                "can carry: PostgreSQL would refuse every UPDATE and DELETE of the table once "
+                "the pipeline publishes it",
+                pipeline=pipeline,
+                table=t.ref.display,
+                fix="give the table a primary key (REPLICA IDENTITY DEFAULT or USING INDEX), make "
+                "the column STORED, or use mode full_load",
+            )
+        if t.replica_identity == "f" or (t.replica_identity == "i" and t.identity_index):
             continue
         if t.replica_identity == "n":
             raise SourceError(
@@ -308,6 +358,6 @@ def check_cdc_ready(
                 "has no primary key, so CDC cannot apply its updates and deletes",
                 pipeline=pipeline,
                 table=t.ref.display,
-                fix=f"add a primary key, or ALTER TABLE {t.ref.display} REPLICA IDENTITY FULL, "
-                "or use mode full_load",
+                fix=f"add a primary key, or ALTER TABLE {t.ref.display} REPLICA IDENTITY FULL "
+                "(or USING INDEX <a unique index on NOT NULL columns>), or use mode full_load",
             )

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from cdc_assets.domain import AddedColumnFill, Lsn
+from cdc_assets.domain import AddedColumnFill, GeneratedColumn, Lsn
 
 HEARTBEAT_PREFIX = "cdc_assets"
 FETCH_SIZE = 5000
@@ -150,9 +150,15 @@ def advance_slot(conn: psycopg.Connection[Any], slot: str, upto: Lsn) -> Lsn:
 def table_identity(
     conn: psycopg.Connection[Any], schema: str, name: str
 ) -> tuple[bool, str] | None:
-    """(has a primary key, replica identity letter) of a source table, or None if it is missing."""
+    """(has the key its identity names, replica identity letter) of a table, or None if missing.
+
+    The key is the primary key for the default identity and the identity index for ``USING
+    INDEX``: PostgreSQL publishes that index's columns as the key, primary key or not (and
+    nothing, as for ``NOTHING``, once the index is dropped).
+    """
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),"
+        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND"
+        " CASE c.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END),"
         " c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relname = %s",
         (schema, name),
@@ -187,6 +193,28 @@ def added_column_fill(
     if row[0] and row[1] is not None:
         return AddedColumnFill(missing=_single_array_element(str(row[1])))
     return AddedColumnFill(per_row=bool(row[2]))
+
+
+def generated_columns(
+    conn: psycopg.Connection[Any], schema: str, table: str
+) -> tuple[GeneratedColumn, ...]:
+    """The table's generated columns with their expressions, in column order.
+
+    pgoutput leaves generated columns out before PostgreSQL 18 (and virtual ones always), so one
+    added during CDC never shows in a Relation message: the apply asks the catalog instead.
+    """
+    rows = conn.execute(
+        "SELECT a.attname::text,"
+        " CASE WHEN a.atttypid < %s THEN format_type(a.atttypid, a.atttypmod) END,"
+        " pg_get_expr(d.adbin, d.adrelid), a.attgenerated = 'v'"
+        " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped"
+        " AND a.attgenerated <> '' ORDER BY a.attnum",
+        (FIRST_USER_OID, schema, table),
+    ).fetchall()
+    return tuple(GeneratedColumn(r[0], r[1], r[2], bool(r[3])) for r in rows)
 
 
 def _single_array_element(text: str) -> str | None:

@@ -45,16 +45,23 @@ def recreate_publication(
     Recreated rather than altered: a reload must publish exactly the current table list, and a
     publication left by a failed attempt may list other tables. ``publish_via_partition_root``
     makes changes of partitions arrive under the parent, which is the table the target has.
+    On PostgreSQL 18+ it publishes stored generated columns too: PostgreSQL 18 refuses UPDATE and
+    DELETE of a ``REPLICA IDENTITY FULL`` table whose generated columns a publication leaves out,
+    and a target that cannot compute a generated column (``target/ddl.py``) gets its values. The
+    apply never writes the ones the target computes itself.
     """
     name = publication_name(pipeline)
     targets = sql.SQL(", ").join(sql.Identifier(t.schema, t.name) for t in tables)
     try:
         with conn.transaction():
             conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+            options: sql.Composable = sql.SQL("publish_via_partition_root = true")
+            if conn.info.server_version >= 180000:
+                options += sql.SQL(", publish_generated_columns = stored")
             conn.execute(
-                sql.SQL(
-                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)"
-                ).format(sql.Identifier(name), targets)
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH ({})").format(
+                    sql.Identifier(name), targets, options
+                )
             )
     except psycopg.errors.InsufficientPrivilege as exc:
         reason = first_line(scrub(str(exc)))

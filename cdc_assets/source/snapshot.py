@@ -96,16 +96,25 @@ def plan_ranges(table: TableInfo, blocks: int, threshold: int) -> tuple[BlockRan
 
 
 def column_list(table: TableInfo) -> sql.Composable:
-    """The table's columns, in order, as identifiers."""
+    """The table's columns, in order, as identifiers (what the checksums compare)."""
     return sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns)
+
+
+def copy_column_list(table: TableInfo) -> sql.Composable:
+    """The columns COPY moves: all but the generated columns the target computes itself.
+
+    COPY into a generated column is an error, and the target's own value is the right one.
+    """
+    return sql.SQL(", ").join(sql.Identifier(c.name) for c in table.copied_columns)
 
 
 def copy_out_query(table: TableInfo, rng: BlockRange | None, *, binary: bool) -> sql.Composed:
     """``COPY ... TO STDOUT`` for a whole table or one CTID block range (TID Range Scan, PG14+)."""
     fmt = sql.SQL("BINARY" if binary else "TEXT")
     name = sql.Identifier(table.ref.schema, table.ref.name)
-    cols = column_list(table)
-    needs_select = table.is_partitioned or any(c.generated for c in table.columns)
+    cols = copy_column_list(table)
+    # COPY TO cannot name a generated column: the plain copy of one (see ddl.py) needs a SELECT.
+    needs_select = table.is_partitioned or any(c.generated for c in table.copied_columns)
     if rng is None and not needs_select:
         return sql.SQL("COPY {} ({}) TO STDOUT (FORMAT {})").format(name, cols, fmt)
     if rng is None:

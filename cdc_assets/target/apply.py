@@ -82,12 +82,19 @@ class TableApply:
         key: Sequence[str],
         upsert: bool,
         stage_name: str,
+        generated: frozenset[str] = frozenset(),
     ) -> None:
-        """``key`` empty means "no key": match whole rows (REPLICA IDENTITY FULL, no PK)."""
+        """``key`` empty means "no key": match whole rows (REPLICA IDENTITY FULL, no PK).
+
+        ``generated``: target columns the target computes; a source that publishes them
+        (PostgreSQL 18+) sends their values, which are staged with the row but never written.
+        """
         self.conn = conn
         self.pipeline = pipeline
         self.target = target
         self.columns = tuple(columns)
+        self.generated = generated
+        self.written = tuple(c for c in self.columns if c not in generated)
         self.key = tuple(key)
         self.key_idx = tuple(self.columns.index(k) for k in self.key)
         # itemgetter returns a bare value for one index and a tuple for several: both hashable.
@@ -292,13 +299,13 @@ class TableApply:
         )
 
     def _insert_sql(self) -> sql.Composed:
-        cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
+        cols = sql.SQL(", ").join(map(sql.Identifier, self.written))
         stmt = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} = 1").format(
             self._table, cols, cols, self._stage, sql.Identifier(KIND_COLUMN)
         )
         if not self.upsert:
             return stmt
-        rest = [c for c in self.columns if c not in self.key]
+        rest = [c for c in self.written if c not in self.key]
         keys = sql.SQL(", ").join(map(sql.Identifier, self.key))
         if not rest:
             return stmt + sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(keys)
@@ -308,7 +315,11 @@ class TableApply:
         return stmt + sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(keys, sets)
 
     def _partial_update_sql(self, kind: int, unchanged: tuple[int, ...]) -> sql.Composed | None:
-        cols = [c for i, c in enumerate(self.columns) if i not in unchanged and c not in self.key]
+        cols = [
+            c
+            for i, c in enumerate(self.columns)
+            if i not in unchanged and c not in self.key and c not in self.generated
+        ]
         if not cols:
             return None
         sets = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in cols)
@@ -345,7 +356,7 @@ class TableApply:
         return sql.SQL(", ").join(
             sql.SQL("{c} = r.{c}").format(c=sql.Identifier(c))
             for c, v in zip(self.columns, row, strict=True)
-            if v is not UNCHANGED_TOAST
+            if v is not UNCHANGED_TOAST and c not in self.generated
         )
 
     def _move_row(self, old_key: Key, new: Row) -> None:
@@ -376,7 +387,7 @@ class TableApply:
             " WHERE {match} LIMIT 1)"
         ).format(t=t, match=self._row_match())
         if op == "I" and new is not None:
-            cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
+            cols = sql.SQL(", ").join(map(sql.Identifier, self.written))
             self.conn.execute(
                 sql.SQL(
                     "INSERT INTO {t} ({cols}) SELECT {cols} FROM json_populate_record(NULL::{t},"

@@ -16,8 +16,10 @@ import psycopg
 from psycopg import sql
 
 from cdc_assets.decoding.messages import Delete, Insert, Relation, Row, Truncate, Update
-from cdc_assets.domain import AddedColumnFill, PipelineSpec, TableRef
+from cdc_assets.domain import AddedColumnFill, GeneratedColumn, PipelineSpec, TableRef
 from cdc_assets.errors import SchemaChangeError, SourceError, TargetError
+from cdc_assets.pg.connect import first_line
+from cdc_assets.secrets import scrub
 from cdc_assets.target.apply import Chunk, TableApply
 from cdc_assets.target.catalog import TargetTable, describe_table
 
@@ -62,6 +64,7 @@ class BatchApply:
         source_fill: Callable[[TableRef, str], AddedColumnFill],
         chunk_changes: int = DEFAULT_CHUNK,
         log: Callable[[str], None] | None = None,
+        source_generated: Callable[[TableRef], tuple[GeneratedColumn, ...]] | None = None,
     ) -> None:
         """``source_type(oid, typmod)`` spells a built-in source column type (None: user type).
 
@@ -73,6 +76,7 @@ class BatchApply:
         self.spec = spec
         self.source_type = source_type
         self.source_fill = source_fill
+        self.source_generated = source_generated  # generated columns never show in a Relation
         self.chunk_changes = chunk_changes
         self.log = log or (lambda _msg: None)
         self.warnings: list[str] = []  # for the operator: the run logs them as warnings
@@ -135,6 +139,8 @@ class BatchApply:
                 table=str(source),
                 fix="reset the pipeline and run a new full load",
             )
+        if self.source_generated is not None:
+            target = self._add_generated(source, dest, target, self.source_generated(source))
         names = {c.name for c in rel.columns}
         for gone in [c for c in target.columns if c not in names]:
             raise SchemaChangeError(
@@ -147,6 +153,8 @@ class BatchApply:
             )
         altered = False
         for col in rel.columns:
+            if col.name in target.generated:
+                continue  # published generated column (PostgreSQL 18+): the target computes it
             builtin = self.source_type(col.type_oid, col.type_modifier)
             src_type = builtin or "text"
             have = target.columns.get(col.name)
@@ -167,6 +175,55 @@ class BatchApply:
             assert refreshed is not None
             target = refreshed
         return target
+
+    def _add_generated(
+        self,
+        source: TableRef,
+        dest: TableRef,
+        target: TargetTable,
+        generated: tuple[GeneratedColumn, ...],
+    ) -> TargetTable:
+        """Create on the target, generated too, a generated column added on the source.
+
+        Its values never arrive as changes (pgoutput leaves generated columns out before
+        PostgreSQL 18, virtual ones always), so the target computes them, for existing rows too.
+        """
+        have = set(target.columns) | target.generated
+        added = [g for g in generated if g.name not in have]
+        for g in added:
+            if g.type_sql is None:
+                raise SchemaChangeError(
+                    f"generated column {g.name!r} of a user-defined type was added on the source",
+                    pipeline=self.spec.name,
+                    table=str(source),
+                    fix="reset the pipeline for a new full load, which maps its type",
+                )
+            virtual = g.virtual and self.conn.info.server_version >= 180000
+            stmt = sql.SQL("ALTER TABLE {} ADD COLUMN {} {} GENERATED ALWAYS AS ({}) {}").format(
+                sql.Identifier(dest.schema, dest.name),
+                sql.Identifier(g.name),
+                sql.SQL(g.type_sql),  # type: ignore[arg-type]  # format_type() output
+                sql.SQL(g.expression),  # type: ignore[arg-type]  # pg_get_expr() output
+                sql.SQL("VIRTUAL" if virtual else "STORED"),
+            )
+            try:
+                with self.conn.transaction():  # a savepoint: the batch's transaction goes on
+                    self.conn.execute(stmt)
+            except (psycopg.errors.ProgrammingError, psycopg.errors.NotSupportedError) as exc:
+                raise SchemaChangeError(
+                    f"generated column {g.name!r} was added on the source, and its expression "
+                    f"cannot be created on the target: {first_line(scrub(str(exc)))}",
+                    pipeline=self.spec.name,
+                    table=str(source),
+                    fix="create on the target what the expression uses and rerun, or reset the "
+                    "pipeline for a new full load",
+                ) from None
+            self.log(f"{dest}: added generated column {g.name} (added on the source)")
+        if not added:
+            return target
+        refreshed = describe_table(self.conn, dest)
+        assert refreshed is not None
+        return refreshed
 
     def _add_column(
         self, source: TableRef, dest: TableRef, column: str, type_sql: str, builtin: bool
@@ -227,6 +284,7 @@ class BatchApply:
             key=key,
             upsert=upsert,
             stage_name=f"_cdc_stage_{self.spec.name}_{self._stage_seq}",
+            generated=target.generated,
         )
         applier.barrier = self.wait
         return applier

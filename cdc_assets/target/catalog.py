@@ -15,6 +15,9 @@ class TargetTable:
     table: TableRef
     columns: dict[str, str]  # name -> format_type(), in attnum order; generated columns left out
     primary_key: tuple[str, ...]
+    generated: frozenset[str] = frozenset()
+    """Generated columns: the target computes them, so the apply never writes them, and their
+    absence from a Relation (pgoutput before PostgreSQL 18) is not a dropped column."""
 
 
 def describe_table(conn: psycopg.Connection[Any], table: TableRef) -> TargetTable | None:
@@ -33,6 +36,11 @@ def describe_table(conn: psycopg.Connection[Any], table: TableRef) -> TargetTabl
         " ORDER BY attnum",
         (oid,),
     ).fetchall()
+    generated = conn.execute(
+        "SELECT attname::text FROM pg_attribute"
+        " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''",
+        (oid,),
+    ).fetchall()
     pk = conn.execute(
         "SELECT a.attname::text FROM pg_index i"
         " JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true"
@@ -44,4 +52,5 @@ def describe_table(conn: psycopg.Connection[Any], table: TableRef) -> TargetTabl
         table=table,
         columns={name: typ for name, typ in cols},
         primary_key=tuple(name for (name,) in pk),
+        generated=frozenset(name for (name,) in generated),
     )

@@ -5,6 +5,7 @@ Staging tables are named ``_cdc_stage_<pipeline>_<n>`` in the target schema so a
 match is exact (``<n>`` all digits): pipeline ``a`` never touches the stages of pipeline ``a_b``.
 """
 
+import dataclasses
 import hashlib
 import re
 from typing import Any
@@ -110,22 +111,97 @@ def _column_type(schema: str, col: ColumnInfo) -> sql.Composable:
     return sql.SQL(col.target_type)  # type: ignore[arg-type]
 
 
-def create_stage(conn: psycopg.Connection[Any], schema: str, stage: str, table: TableInfo) -> None:
-    """Create an empty staging table with the source's columns; no keys or indexes yet."""
-    cols = []
-    for c in table.columns:
-        parts: list[sql.Composable] = [sql.Identifier(c.name), _column_type(schema, c)]
-        if c.default is not None:
-            parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(c.default)))  # type: ignore[arg-type]
-        if c.not_null:
-            parts.append(sql.SQL("NOT NULL"))
-        cols.append(sql.SQL(" ").join(parts))
+_EXPRESSION_ERRORS = (
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.UndefinedObject,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.InvalidObjectDefinition,
+    psycopg.errors.DatatypeMismatch,
+    psycopg.errors.FeatureNotSupported,
+    psycopg.errors.InsufficientPrivilege,
+)
+"""What a source's generation expression can raise on a target that lacks what it uses: a
+function, a type, a schema (or is not immutable there, or cannot be virtual on this server)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StageTable:
+    """The stage as created: ``table`` with the columns the target could not compute made plain.
+
+    ``fallbacks`` names each such column with the target's reason, for the load to report (and
+    to refuse CDC where the source cannot publish generated columns).
+    """
+
+    table: TableInfo
+    fallbacks: tuple[tuple[str, str], ...] = ()
+
+
+def _column_def(conn: psycopg.Connection[Any], schema: str, c: ColumnInfo) -> sql.Composable:
+    parts: list[sql.Composable] = [sql.Identifier(c.name), _column_type(schema, c)]
+    if c.computed_on_target:
+        assert c.generation is not None
+        virtual = c.virtual and conn.info.server_version >= 180000
+        # pg_get_expr() output: catalog-generated SQL that the source itself accepted.
+        parts.append(
+            sql.SQL("GENERATED ALWAYS AS ({}) {}").format(
+                sql.SQL(c.generation),  # type: ignore[arg-type]
+                sql.SQL("VIRTUAL" if virtual else "STORED"),
+            )
+        )
+    if c.default is not None:
+        parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(c.default)))  # type: ignore[arg-type]
+    if c.not_null:
+        parts.append(sql.SQL("NOT NULL"))
+    return sql.SQL(" ").join(parts)
+
+
+def _create_table(
+    conn: psycopg.Connection[Any], schema: str, stage: str, columns: tuple[ColumnInfo, ...]
+) -> None:
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, stage)))
     conn.execute(
         sql.SQL("CREATE TABLE {} ({})").format(
-            sql.Identifier(schema, stage), sql.SQL(", ").join(cols)
+            sql.Identifier(schema, stage),
+            sql.SQL(", ").join(_column_def(conn, schema, c) for c in columns),
         )
     )
+
+
+def create_stage(
+    conn: psycopg.Connection[Any], schema: str, stage: str, table: TableInfo
+) -> StageTable:
+    """Create an empty staging table with the source's columns; no keys or indexes yet.
+
+    Generated columns are created generated, with the source's expression (``STORED``, or
+    ``VIRTUAL`` as on the source where the target is PostgreSQL 18+), so the target computes them
+    like the source does and neither COPY nor CDC ever writes them: pgoutput does not send them
+    before PostgreSQL 18. An expression the target cannot create (it calls a function or uses a
+    type the target lacks) makes that one column a plain column of the same type instead, filled
+    from the source by the copy and, where the source publishes generated columns (18+), by CDC.
+    ``conn`` is in autocommit: each attempt is its own statement.
+    """
+    plain = {c.name: dataclasses.replace(c, generation=None) for c in table.columns}
+    try:
+        _create_table(conn, schema, stage, table.columns)
+        return StageTable(table)
+    except _EXPRESSION_ERRORS:
+        if not any(c.computed_on_target for c in table.columns):
+            raise
+    # Find which expressions fail: each alone, with every other generated column plain.
+    fallbacks: list[tuple[str, str]] = []
+    for c in table.columns:
+        if not c.computed_on_target:
+            continue
+        probe = tuple(c if o.name == c.name else plain[o.name] for o in table.columns)
+        try:
+            _create_table(conn, schema, stage, probe)
+        except _EXPRESSION_ERRORS as exc:
+            fallbacks.append((c.name, first_line(scrub(str(exc)))))
+    failed = {name for name, _ in fallbacks}
+    columns = tuple(plain[c.name] if c.name in failed else c for c in table.columns)
+    _create_table(conn, schema, stage, columns)
+    return StageTable(dataclasses.replace(table, columns=columns), tuple(fallbacks))
 
 
 def index_names(live: str, table: TableInfo) -> tuple[str | None, list[str]]:

@@ -89,6 +89,24 @@ def test_bad_add_input_exits_2_names_the_field_and_writes_nothing(
     assert _count(control_url) == before
 
 
+def test_add_refuses_two_tables_landing_on_one_target_table(capsys, control_url) -> None:
+    """``s1.a`` and ``s3.a`` would both become ``<schema>.a``: refused at add, not at load."""
+    before = _count(control_url)
+    code, out, err = run_cli(
+        capsys, control_url, "pipeline", "add", "p", *GOOD, "--table", "s1.a", "--table", "S3.A"
+    )
+    assert code == 2, (out, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --table"), err
+    assert "s1.a" in lines[0] and "s3.a" in lines[0], lines[0]
+    assert out == "" and _count(control_url) == before
+    # Different names as PostgreSQL sees them ("A" keeps its case) do not collide.
+    code, out, err = run_cli(
+        capsys, control_url, "pipeline", "add", "q", *GOOD, "--table", "s1.a", "--table", 's3."A"'
+    )
+    assert code == 0, (out, err)
+
+
 def test_secret_never_printed(capsys, control_url) -> None:
     outputs: list[str] = []
 

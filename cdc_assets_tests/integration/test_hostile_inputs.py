@@ -259,6 +259,11 @@ BAD_ROWS = [
     ("long_identifier", {"tables": ["t" * 64]}, "longer than 63 bytes"),
     ("one_bad_of_two", {"tables": ["public.orders", "a b"]}, "invalid table name"),
     ("duplicate_table", {"tables": ["public.orders", "ORDERS"]}, "listed twice"),
+    (
+        "two_tables_one_target",
+        {"tables": ["public.orders", "other.ORDERS"]},
+        "tables public.orders and other.orders would both land on the same target table",
+    ),
     ("unknown_table", {"tables": ["public.no_such_table"]}, "no_such_table"),
     ("empty_target_schema", {"target_schema": ""}, "target_schema is empty"),
     ("hostile_target_schema", {"target_schema": 'x"; DROP TABLE y; --'}, "does not exist"),

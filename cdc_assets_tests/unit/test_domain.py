@@ -11,6 +11,7 @@ from cdc_assets.domain import (
     Writer,
     publication_name,
     slot_name,
+    target_collision,
     validate_name,
 )
 
@@ -88,3 +89,27 @@ def test_writer_authority_and_spec_defaults() -> None:
     spec = PipelineSpec("p", "env:S", "env:T", (TableRef.parse("t"),))
     assert spec.mode is Mode.FULL_LOAD_AND_CDC and spec.wants_cdc and spec.target_schema == "public"
     assert spec.slot_name == "cdc_assets_p"
+
+
+@pytest.mark.parametrize(
+    ("tables", "names"),
+    [
+        (["s1.a", "s3.a"], ("s1.a", "s3.a")),
+        (["S1.A", "s3.a", "b"], ("s1.a", "s3.a")),  # folded like PostgreSQL
+        (
+            ['"Sales"."Order Items"', 'x."Order Items"'],
+            ('"Sales"."Order Items"', 'x."Order Items"'),
+        ),
+        (["s1.a", 's3."A"'], None),  # "A" keeps its case: another table
+        (["s1.a", "s1.b", "public.c"], None),
+        (["s1.a", "s1.a"], None),  # the same table twice is a duplicate, reported as such
+    ],
+)
+def test_two_tables_landing_on_one_target_table(
+    tables: list[str], names: tuple[str, ...] | None
+) -> None:
+    problem = target_collision([TableRef.parse(t) for t in tables])
+    if names is None:
+        assert problem is None
+    else:
+        assert problem is not None and all(n in problem for n in names)
