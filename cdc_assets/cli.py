@@ -501,7 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name", metavar="NAME")
     run.add_argument("--phase", choices=["full_load", "cdc"], default="full_load")
     command(sub, "reconcile", cmd_reconcile, "repair rows from Dagster's run records once")
-    demo = command(sub, "demo", cmd_demo, "embedded PostgreSQL + demo pipeline + Dagster UI")
+    # Not `command()`: the demo makes its own control database, so --control-db-url is not its.
+    demo_help = "embedded PostgreSQL + demo pipeline + Dagster UI"
+    demo = sub.add_parser("demo", help=demo_help, description=demo_help)
+    demo.set_defaults(handler=cmd_demo)
     try:  # the demo's own flags, so `demo --help` lists them (a stdlib-only module)
         from cdc_assets.demo import DESCRIPTION, add_arguments
     except ImportError:

@@ -132,6 +132,7 @@ def test_demo_help_lists_the_demos_own_flags(capsys: pytest.CaptureFixture[str])
     for flag in ("--home", "--pg-port", "--ui-port", "--writer-interval"):
         assert flag in out, out
     assert "demo_target" in out
+    assert "--control-db-url" not in out  # the demo makes its own control database
 
 
 def test_demo_flags_reach_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
