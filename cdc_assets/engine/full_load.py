@@ -41,7 +41,7 @@ from cdc_assets.pg.connect import connect
 from cdc_assets.settings import Settings
 from cdc_assets.source.replication import (
     drop_slot_if_exists,
-    recreate_publication,
+    ensure_publication,
     slot_with_snapshot,
 )
 from cdc_assets.source.snapshot import (
@@ -149,7 +149,7 @@ def run_full_load(
             if spec.wants_cdc:
                 _check_generated_fallbacks(spec, fallbacks, server_major(src))
                 ensure_watermark_table(tgt, schema)
-                recreate_publication(src, name, spec.tables)
+                ensure_publication(src, name, spec.tables)
                 drop_slot_if_exists(src, name)
                 own_slot = True
             snap, tallies = _copy_all(

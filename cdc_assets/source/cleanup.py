@@ -22,6 +22,9 @@ RELEASE_TIMEOUT_S = 15.0
 def drop_replication_artifacts(source_url: str, pipeline: str) -> list[str]:
     """Drop the pipeline's slot (terminating a backend that holds it) and its publication.
 
+    A publication that belongs to another role (an admin created it for the pipeline) is kept,
+    and the returned line says so.
+
     ``source_url`` may be a libpq URL or the row's ``env:VAR`` reference. Returns one line per
     object dropped (empty when there was nothing to drop). Raises :class:`ConnectError` when the
     source is unreachable and :class:`SourceError` when the role may not drop them.
@@ -33,8 +36,9 @@ def drop_replication_artifacts(source_url: str, pipeline: str) -> list[str]:
             slot = _drop_slot(conn, slot_name(pipeline), pipeline)
             if slot:
                 done.append(slot)
-            if _drop_publication(conn, publication_name(pipeline)):
-                done.append(f"dropped publication {publication_name(pipeline)}")
+            publication = _drop_publication(conn, publication_name(pipeline))
+            if publication:
+                done.append(publication)
         except psycopg.errors.InsufficientPrivilege as exc:
             raise SourceError(
                 f"cannot drop replication slot/publication: {first_line(scrub(str(exc)))}",
@@ -78,9 +82,21 @@ def _drop_slot(conn: psycopg.Connection[Any], slot: str, pipeline: str) -> str |
         time.sleep(0.1)
 
 
-def _drop_publication(conn: psycopg.Connection[Any], name: str) -> bool:
-    exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone()
-    if exists is None:
-        return False
+def _drop_publication(conn: psycopg.Connection[Any], name: str) -> str | None:
+    """Drop the publication if the source user may; keep one an admin created for it.
+
+    A publication owned by another role is how a source user that does not own the tables runs
+    CDC (docs/security.md): it holds no WAL, and the next full load reuses it, so it stays.
+    """
+    row = conn.execute(
+        "SELECT pg_get_userbyid(pubowner), pg_has_role(current_user, pubowner, 'USAGE')"
+        " FROM pg_publication WHERE pubname = %s",
+        (name,),
+    ).fetchone()
+    if row is None:
+        return None
+    owner, ours = row
+    if not ours:
+        return f"kept publication {name}: it belongs to {owner}, who created it for this pipeline"
     conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
-    return True
+    return f"dropped publication {name}"

