@@ -419,7 +419,10 @@ def run_cdc_batch(
             if isinstance(exc, psycopg.errors.ObjectInUse):
                 fix = "another process reads this slot; wait for it or stop it"
             else:
-                fix = "see the server log; the batch was rolled back and will be retried"
+                fix = (
+                    "see the server log; the batch was rolled back (nothing applied) and the next "
+                    "batch tries again, failing the same way until the cause is fixed"
+                )
             raise SourceError(
                 f"reading or applying changes failed: {first_line(scrub(str(exc)))}",
                 pipeline=spec.name,

@@ -259,7 +259,10 @@ def _single_array_element(text: str) -> str | None:
 def enum_types(
     conn: psycopg.Connection[Any], relation_ids: list[int]
 ) -> list[tuple[str, tuple[str, ...]]]:
-    """(type name, labels in sort order) of the enums the relations' columns use (or arrays of).
+    """(type name, labels in sort order) of the enums the relations' columns use.
+
+    Directly, as an array's element, or as a domain's base (the full load maps such a domain to
+    the enum).
 
     The full load re-creates each under the same name in the target schema; a label added on the
     source later must be added there too before a row carrying it can be applied.
@@ -268,7 +271,8 @@ def enum_types(
         "SELECT DISTINCT e.typname::text, array(SELECT l.enumlabel::text FROM pg_enum l"
         " WHERE l.enumtypid = e.oid ORDER BY l.enumsortorder)"
         " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
-        " JOIN pg_type e ON e.oid = CASE WHEN t.typtype = 'e' THEN t.oid ELSE t.typelem END"
+        " JOIN pg_type e ON e.oid = CASE WHEN t.typtype = 'e' THEN t.oid"
+        " WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END"
         " WHERE a.attrelid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped"
         " AND e.typtype = 'e' ORDER BY 1",
         (relation_ids,),

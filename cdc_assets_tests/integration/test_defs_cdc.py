@@ -659,3 +659,30 @@ def test_a_column_filled_per_row_is_a_run_warning(instance, repo, defs, new_db) 
     ]
     assert any("'token'" in str(m["cdc/warnings"].value) for m in observed if "cdc/warnings" in m)
     assert count(dst) == count(src)
+
+
+def test_enum_labels_added_on_the_target_are_in_the_metadata(instance, repo, defs, new_db) -> None:
+    """A label the source gained is added on the target before its rows, and the run says so."""
+    src, dst = new_db("src"), new_db("dst")
+    sql(src, "CREATE TYPE public.mood AS ENUM ('sad', 'happy')")
+    sql(src, "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text, m public.mood)")
+    sql(src, "INSERT INTO public.orders VALUES (1, 'a', 'sad')")
+    repo.add(spec("labels", src, dst, mode=Mode.FULL_LOAD_AND_CDC))
+    assert execute_pipeline(instance, "labels", Phase.FULL_LOAD, defs=defs).success
+    sql(src, "ALTER TYPE public.mood ADD VALUE 'ok' AFTER 'sad'")
+    sql(src, "INSERT INTO public.orders VALUES (2, 'b', 'ok')")
+
+    result = execute_pipeline(instance, "labels", Phase.CDC, defs=defs)
+
+    assert result.success
+    assert repo.get("labels").cdc_status is CdcStatus.ACTIVE
+    observed = [
+        entry.asset_observation.metadata
+        for entry in instance.all_logs(
+            result.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION
+        )
+        if entry.asset_observation
+    ]
+    added = [m["cdc/enum_labels_added"].value for m in observed if "cdc/enum_labels_added" in m]
+    assert added == ["public.mood: 'ok' BEFORE 'happy'"]
+    assert count(dst) == count(src)
