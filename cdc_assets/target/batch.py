@@ -154,8 +154,9 @@ class BatchApply:
                 fix="reset the pipeline and run a new full load",
             )
         names = {c.name for c in rel.columns}
-        for gone in [c for c in target.columns if c not in names]:
-            raise self._gone(source, dest, rel, gone, [c for c in names if c not in target.columns])
+        gone = [c for c in target.columns if c not in names]
+        if gone:
+            raise self._gone(source, dest, gone, [c for c in names if c not in target.columns])
         altered = False
         left_out: set[str] = set()
         for col in rel.columns:
@@ -193,18 +194,21 @@ class BatchApply:
         return target, frozenset(left_out)
 
     def _gone(
-        self, source: TableRef, dest: TableRef, rel: Relation, gone: str, new: list[str]
+        self, source: TableRef, dest: TableRef, gone: list[str], new: list[str]
     ) -> SchemaChangeError:
-        """The error for a target column the source no longer sends, with a fix that works.
+        """The error for target columns the source no longer sends, with a fix that works.
 
         Dropping it on the target is enough for a drop: the rerun writes earlier rows without it
         (see :meth:`_reconcile`). A rename cannot be followed exactly (rows changed before it in
         the same batch carry the value under the old name, which cannot be told from a drop), so
         when a new column came with it the fix for that case is a reset.
         """
-        drop = sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(
-            sql.Identifier(dest.schema, dest.name), sql.Identifier(gone)
+        drop = sql.SQL("ALTER TABLE {} {}").format(
+            sql.Identifier(dest.schema, dest.name),
+            sql.SQL(", ").join(sql.SQL("DROP COLUMN {}").format(sql.Identifier(c)) for c in gone),
         )
+        what = ", ".join(map(repr, gone))
+        plural = len(gone) > 1
         fix = f"if it was dropped, run {drop.as_string(self.conn)} on the target, then rerun"
         if new:
             fix += (
@@ -214,8 +218,8 @@ class BatchApply:
         else:
             fix += "; or reset the pipeline for a new full load"
         return SchemaChangeError(
-            f"column {gone!r} was dropped or renamed on the source; CDC cannot apply changes "
-            "without it",
+            f"column{'s' if plural else ''} {what} {'were' if plural else 'was'} dropped or "
+            f"renamed on the source; CDC cannot apply changes without {'them' if plural else 'it'}",
             pipeline=self.spec.name,
             table=str(source),
             fix=fix,

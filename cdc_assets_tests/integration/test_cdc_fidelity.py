@@ -159,25 +159,38 @@ def test_new_enum_labels_are_added_in_place_before_their_rows(new_db) -> None:
 DROP_DDL = [
     "CREATE TABLE public.d (id int PRIMARY KEY, a int, b text)",
     "INSERT INTO public.d SELECT g, g, 'b' || g FROM generate_series(1, 10) g",
+    "CREATE TABLE public.f (a int, b text, c text, e int)",
+    "ALTER TABLE public.f REPLICA IDENTITY FULL",
+    "INSERT INTO public.f SELECT g % 3, 'b', 'c', g FROM generate_series(1, 6) g",
 ]
 
 
 def test_dropped_column_fix_followed_literally_recovers(new_db) -> None:
-    p = loaded_pipeline(new_db, DROP_DDL, ["public.d"])
+    p = loaded_pipeline(new_db, DROP_DDL, ["public.d", "public.f"])
     execute(
         p.source,
         "UPDATE public.d SET a = a + 100 WHERE id <= 3",
         "ALTER TABLE public.d DROP COLUMN b",
         "INSERT INTO public.d VALUES (11, 11)",
         "UPDATE public.d SET a = a + 1000 WHERE id = 3",
+        # a table matched on all columns, two columns dropped at once
+        "UPDATE public.f SET e = -e WHERE e <= 2",
+        "DELETE FROM public.f WHERE e = 3",
+        "ALTER TABLE public.f DROP COLUMN b, DROP COLUMN c",
+        "UPDATE public.f SET e = e * 10 WHERE e = 4",
     )
     with pytest.raises(SchemaChangeError) as err:
         p.batch()
     text = err.value.for_row()
     assert "'b' was dropped or renamed" in text
     execute(p.target, _fix_sql(text, "target"))
+    with pytest.raises(SchemaChangeError) as err:
+        p.batch()
+    text = err.value.for_row()
+    assert "columns 'b', 'c' were dropped or renamed" in text and "public.f" in text
+    execute(p.target, _fix_sql(text, "target"))
     r = p.batch()
-    assert (r.inserts, r.updates) == (1, 4)
+    assert (r.inserts, r.updates, r.deletes) == (1, 7, 1)
     p.assert_equal()
     assert scalar(p.target, "SELECT string_agg(a::text, ',' ORDER BY id) FROM public.d") == (
         "101,102,1103,4,5,6,7,8,9,10,11"
