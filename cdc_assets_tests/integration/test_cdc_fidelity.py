@@ -7,6 +7,7 @@ import re
 import pytest
 
 from cdc_assets.errors import SchemaChangeError, SourceError
+from cdc_assets.settings import Settings
 from cdc_assets_tests.integration.cdc_support import checksum, execute, loaded_pipeline, scalar
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,27 @@ def test_partition_rewrite_fix_works_and_root_truncate_is_exact(new_db) -> None:
     execute(p.source, "INSERT INTO public.ev VALUES (3, '2025-04-04', 3)")
     p.batch()
     p.assert_equal()
+
+
+def test_root_truncate_past_a_limited_batch_is_not_mistaken_for_a_partition_truncate(
+    new_db,
+) -> None:
+    """A batch cut short by ``cdc_batch_max_changes`` may end before the root's TRUNCATE that
+    gave the leaves new files: it leaves the decision to the batch that reads the TRUNCATE."""
+    p = loaded_pipeline(
+        new_db, PARTITIONED, ["public.ev"], settings=Settings(cdc_batch_max_changes=50)
+    )
+    p.batch()
+    for i in range(3):
+        execute(p.source, f"UPDATE public.ev SET n = n + 1 WHERE id BETWEEN {i * 40} AND 360")
+    execute(p.source, "TRUNCATE public.ev", "INSERT INTO public.ev VALUES (1, '2024-05-05', 5)")
+    first = p.batch()
+    assert first.truncates == 0 and first.updates > 0  # ended before the TRUNCATE
+    for _ in range(10):
+        if p.batch().changes == 0:
+            break
+    p.assert_equal()
+    assert checksum(p.target, "public", "ev")[0] == 1
 
 
 # -- 2. ADD COLUMN with a constant default on a partitioned table --------------------------------
