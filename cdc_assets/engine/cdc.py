@@ -199,13 +199,20 @@ def _missing_table_fix(spec: PipelineSpec, src: psycopg.Connection[Any], table: 
             f"renamed, rename it back to {table.name} and rerun (nothing is lost), or reset the "
             "pipeline with the new name in its tables (a new full load)"
         )
-    back = sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-        sql.Identifier(new.schema, new.name), sql.Identifier(table.name)
-    )
+    steps = []
     if new.schema != table.schema:
-        back = sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
-            sql.Identifier(new.schema, new.name), sql.Identifier(table.schema)
+        steps.append(
+            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                sql.Identifier(new.schema, new.name), sql.Identifier(table.schema)
+            )
         )
+    if new.name != table.name:
+        steps.append(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                sql.Identifier(table.schema, new.name), sql.Identifier(table.name)
+            )
+        )
+    back = sql.SQL("; ").join(steps)
     return (
         f"it looks renamed or moved to {new} (publication {spec.publication_name} lists it): run "
         f"{back.as_string(src)} on the source and rerun, nothing is lost; to adopt the new name, "

@@ -277,3 +277,26 @@ def test_renamed_table_renamed_back_loses_nothing(new_db) -> None:
     r = p.batch()
     assert (r.inserts, r.updates, r.deletes) == (1, 3, 1)
     p.assert_equal()
+
+
+def test_table_moved_and_renamed_fix_followed_literally_loses_nothing(new_db) -> None:
+    ddl = [
+        "CREATE TABLE public.t (id int PRIMARY KEY, v text)",
+        "INSERT INTO public.t SELECT g, 'v' FROM generate_series(1, 10) g",
+        "CREATE SCHEMA other",
+    ]
+    p = loaded_pipeline(new_db, ddl, ["public.t"])
+    execute(
+        p.source,
+        "ALTER TABLE public.t SET SCHEMA other",
+        "ALTER TABLE other.t RENAME TO t3",
+        "UPDATE other.t3 SET v = 'moved' WHERE id <= 5",
+    )
+    with pytest.raises(SourceError) as err:
+        p.batch()
+    text = err.value.for_row()
+    assert "other.t3" in text
+    execute(p.source, _fix_sql(text, "source"))
+    r = p.batch()
+    assert r.updates == 5
+    p.assert_equal()
