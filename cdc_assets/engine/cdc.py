@@ -360,7 +360,7 @@ def run_cdc_batch(
             spec,
             source_type=lambda oid, mod: changes.builtin_type_name(src, oid, mod),
             source_fill=lambda oid, col: changes.added_column_fill(src, oid, col),
-            source_has=lambda oid, col: changes.has_column(src, oid, col),
+            source_columns=lambda oid: changes.column_slots(src, oid),
             oids=oids,
             chunk_changes=chunk_changes,
             log=log,

@@ -209,14 +209,18 @@ def added_column_fill(
     return AddedColumnFill(per_row=bool(has_default))
 
 
-def has_column(conn: psycopg.Connection[Any], relation_id: int, column: str) -> bool:
-    """True when the source relation has ``column`` now (False: dropped or renamed since)."""
-    row = conn.execute(
-        "SELECT 1 FROM pg_attribute WHERE attrelid = %s::oid AND attname = %s"
-        " AND attnum > 0 AND NOT attisdropped",
-        (relation_id, column),
-    ).fetchone()
-    return row is not None
+def column_slots(conn: psycopg.Connection[Any], relation_id: int) -> list[tuple[int, str, bool]]:
+    """(attnum, name, alive) of a relation's columns now, dropped ones included, in order.
+
+    Generated columns are left out (pgoutput does not send them). Attribute numbers are never
+    reused, so this tells a column dropped since an older Relation message from one renamed.
+    """
+    rows = conn.execute(
+        "SELECT attnum::int, attname::text, NOT attisdropped FROM pg_attribute"
+        " WHERE attrelid = %s::oid AND attnum > 0 AND attgenerated = '' ORDER BY attnum",
+        (relation_id,),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), bool(r[2])) for r in rows]
 
 
 def table_oid(conn: psycopg.Connection[Any], schema: str, name: str) -> int | None:

@@ -14,7 +14,7 @@ values end up nowhere on the source either. Tables are followed by relation OID,
 table renamed and renamed back keeps every change made while it had the other name.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +34,31 @@ DEFAULT_CHUNK = 50_000
 def _write_all(chunks: list[Chunk]) -> None:
     for chunk in chunks:
         chunk.write()
+
+
+def dropped_since(
+    shape: Sequence[str], column: str, slots: Sequence[tuple[int, str, bool]]
+) -> bool | None:
+    """Whether ``column`` of an older shape was dropped on the source since (False: still there).
+
+    ``slots`` are the relation's columns now, dropped ones included: ``(attnum, name, alive)``.
+    A shape lists the columns alive when it was sent, in attribute order; attribute numbers are
+    never reused, and a column added later gets a higher one. So between the nearest columns of
+    the shape still alive under their names, a live column the shape does not name can only be
+    one of the shape's columns renamed: then (and when the column was last, where a column added
+    later looks the same) the answer is None, unknown, and the values cannot be placed safely.
+    """
+    alive = {name: num for num, name, live in slots if live}
+    if column in alive:
+        return False
+    i = list(shape).index(column)
+    low = next((alive[c] for c in reversed(shape[:i]) if c in alive), 0)
+    high = next((alive[c] for c in shape[i + 1 :] if c in alive), None)
+    named = set(shape)
+    for num, name, live in slots:
+        if live and num > low and (high is None or num < high) and name not in named:
+            return None
+    return True
 
 
 def target_table(spec: PipelineSpec, source: TableRef) -> TableRef:
@@ -67,7 +92,7 @@ class BatchApply:
         *,
         source_type: Callable[[int, int], str | None],
         source_fill: Callable[[int, str], AddedColumnFill],
-        source_has: Callable[[int, str], bool] = lambda _oid, _col: True,
+        source_columns: Callable[[int], list[tuple[int, str, bool]]] = lambda _oid: [],
         oids: dict[int, TableRef] | None = None,
         chunk_changes: int = DEFAULT_CHUNK,
         log: Callable[[str], None] | None = None,
@@ -78,14 +103,15 @@ class BatchApply:
         others to text), so their target spelling legitimately differs: they are not compared, and
         a user-typed column added on the source is added as ``text`` (the value's text form).
         ``source_fill(oid, column)`` says how the source filled an added column's existing rows;
-        ``source_has(oid, column)`` whether the source relation has the column now. ``oids`` maps
-        the source OID of each pipeline table (resolved by name at the batch's start) to it.
+        ``source_columns(oid)`` lists the relation's columns now (see :func:`dropped_since`).
+        ``oids`` maps the source OID of each pipeline table (resolved by name at the batch's start)
+        to it.
         """
         self.conn = conn
         self.spec = spec
         self.source_type = source_type
         self.source_fill = source_fill
-        self.source_has = source_has
+        self.source_columns = source_columns
         self.oids = dict(oids or {})
         self.chunk_changes = chunk_changes
         self.log = log or (lambda _msg: None)
@@ -156,19 +182,36 @@ class BatchApply:
         names = {c.name for c in rel.columns}
         gone = [c for c in target.columns if c not in names]
         if gone:
-            raise self._gone(source, dest, gone, [c for c in names if c not in target.columns])
+            now = self.source_columns(rel.relation_id)
+            provable = all(dropped_since(list(target.columns), c, now) for c in gone)
+            raise self._gone(
+                source, dest, gone, [c for c in names if c not in target.columns], provable
+            )
         altered = False
         left_out: set[str] = set()
+        slots: list[tuple[int, str, bool]] | None = None
+        shape = [c.name for c in rel.columns]
         for col in rel.columns:
             builtin = self.source_type(col.type_oid, col.type_modifier)
             src_type = builtin or "text"
             have = target.columns.get(col.name)
-            if have is None and not self.source_has(rel.relation_id, col.name):
-                # Dropped later on the source (and on the target by the drop's fix), or added and
-                # dropped again within the batch: this shape's values of it are gone everywhere.
-                left_out.add(col.name)
-                self.log(f"{dest}: column {col.name} left out of earlier rows (dropped since)")
-            elif have is None:
+            if have is None:
+                slots = self.source_columns(rel.relation_id) if slots is None else slots
+                dropped = dropped_since(shape, col.name, slots)
+                if dropped is None:
+                    raise SchemaChangeError(
+                        f"column {col.name!r} of earlier changes is gone from the source, and may "
+                        "have been renamed: its values cannot be placed",
+                        pipeline=self.spec.name,
+                        table=str(source),
+                        fix="reset the pipeline for a new full load",
+                    )
+                if dropped:
+                    # Dropped later on the source (and on the target by the drop's fix), or added
+                    # and dropped again within the batch: this shape's values of it are gone.
+                    left_out.add(col.name)
+                    self.log(f"{dest}: column {col.name} left out of earlier rows (dropped since)")
+                    continue
                 self._add_column(
                     source,
                     rel.relation_id,
@@ -194,14 +237,15 @@ class BatchApply:
         return target, frozenset(left_out)
 
     def _gone(
-        self, source: TableRef, dest: TableRef, gone: list[str], new: list[str]
+        self, source: TableRef, dest: TableRef, gone: list[str], new: list[str], dropped: bool
     ) -> SchemaChangeError:
         """The error for target columns the source no longer sends, with a fix that works.
 
-        Dropping it on the target is enough for a drop: the rerun writes earlier rows without it
-        (see :meth:`_reconcile`). A rename cannot be followed exactly (rows changed before it in
-        the same batch carry the value under the old name, which cannot be told from a drop), so
-        when a new column came with it the fix for that case is a reset.
+        Dropping them on the target is enough for a drop: the rerun writes earlier rows without
+        them (see :meth:`_reconcile`). That fix is named only when the source's catalog proves a
+        drop (:func:`dropped_since`, with the target's column order as the older shape): a rename
+        cannot be followed exactly (rows changed before it carry the value under the old name),
+        and after a drop fix the rerun would stop at the same doubt. Otherwise the fix is a reset.
         """
         drop = sql.SQL("ALTER TABLE {} {}").format(
             sql.Identifier(dest.schema, dest.name),
@@ -209,14 +253,17 @@ class BatchApply:
         )
         what = ", ".join(map(repr, gone))
         plural = len(gone) > 1
-        fix = f"if it was dropped, run {drop.as_string(self.conn)} on the target, then rerun"
-        if new:
-            fix += (
-                f"; if it was renamed (the source also sends new column(s) "
-                f"{', '.join(map(repr, sorted(new)))}), reset the pipeline for a new full load"
+        if dropped:
+            fix = (
+                f"run {drop.as_string(self.conn)} on the target (the source's catalog shows a "
+                "drop), then rerun; or reset the pipeline for a new full load"
             )
         else:
-            fix += "; or reset the pipeline for a new full load"
+            fix = (
+                "reset the pipeline for a new full load (the source's catalog cannot tell a drop "
+                f"from a rename to {', '.join(map(repr, sorted(new))) or 'another column'}; "
+                "a rename cannot be followed exactly)"
+            )
         return SchemaChangeError(
             f"column{'s' if plural else ''} {what} {'were' if plural else 'was'} dropped or "
             f"renamed on the source; CDC cannot apply changes without {'them' if plural else 'it'}",
