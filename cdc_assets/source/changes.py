@@ -303,8 +303,8 @@ def leaf_partitions(conn: psycopg.Connection[Any], relation_ids: list[int]) -> l
         " pg_relation_filenode(c.oid)::bigint, pg_get_expr(c.relpartbound, c.oid)"
         " FROM pg_class r CROSS JOIN LATERAL pg_partition_tree(r.oid::regclass) t"
         " JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE r.oid = ANY(%s::oid[]) AND r.relkind = 'p' AND t.isleaf AND c.relkind = 'r'"
-        " ORDER BY 1, 2",
+        " WHERE r.oid = ANY(%s::oid[]) AND r.relkind = 'p' AND t.isleaf AND t.level > 0"
+        " AND c.relkind = 'r' ORDER BY 1, 2",
         (relation_ids,),
     ).fetchall()
     return [LeafPartition(int(r[0]), int(r[1]), r[2], r[3], int(r[4] or 0), r[5]) for r in rows]
