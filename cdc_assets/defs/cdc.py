@@ -105,6 +105,8 @@ def cdc_sync(
     }
     if result.warnings:
         metadata["cdc/warnings"] = "\n".join(result.warnings)
+    if result.enum_labels_added:  # added on the target before the rows carrying them
+        metadata["cdc/enum_labels_added"] = "\n".join(result.enum_labels_added)
     context.log_event(
         dg.AssetObservation(asset_key=TARGET_TABLES, partition=pipeline, metadata=metadata)
     )

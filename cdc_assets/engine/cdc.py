@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from cdc_assets.decoding.messages import Delete, Insert, Relation, Truncate, Update
 from cdc_assets.decoding.pgoutput import (
@@ -38,13 +39,21 @@ from cdc_assets.decoding.pgoutput import (
     decode_new_row,
 )
 from cdc_assets.domain import Lsn, PipelineSpec, TableRef
-from cdc_assets.errors import CdcError, ConsistencyError, SourceError, TargetError
+from cdc_assets.errors import (
+    CdcError,
+    ConsistencyError,
+    SchemaChangeError,
+    SourceError,
+    TargetError,
+)
 from cdc_assets.pg.connect import connect, first_line
 from cdc_assets.secrets import scrub
 from cdc_assets.settings import Settings
 from cdc_assets.source import changes
 from cdc_assets.source.stream import ChangeStream
 from cdc_assets.target.batch import DEFAULT_CHUNK, BatchApply
+from cdc_assets.target.ddl import add_enum_labels
+from cdc_assets.target.leaves import LEAVES_TABLE, get_leaves, set_leaves
 from cdc_assets.target.watermark import get_watermark, set_watermark
 
 KILL_ENV = "CDC_ASSETS_TEST_KILL_AT"
@@ -79,6 +88,7 @@ class CdcBatchResult:
     seconds: float
     tables_changed: tuple[TableRef, ...]
     warnings: tuple[str, ...] = ()
+    enum_labels_added: tuple[str, ...] = ()  # "schema.type: 'label' AFTER 'other'", in order
 
 
 def _kill_point(name: str) -> None:
@@ -154,7 +164,7 @@ def _check_tables(spec: PipelineSpec, src: psycopg.Connection[Any]) -> None:
                 "source table does not exist",
                 pipeline=spec.name,
                 table=str(table),
-                fix="restore the table or remove it from the pipeline and reset it",
+                fix=_missing_table_fix(spec, src, table),
             )
         has_key, replident = ident
         # A key pgoutput sends: the primary key (identity default), the identity index's columns
@@ -168,6 +178,127 @@ def _check_tables(spec: PipelineSpec, src: psycopg.Connection[Any]) -> None:
                 fix=f"add a primary key or run ALTER TABLE {table} REPLICA IDENTITY FULL (or "
                 "USING INDEX <a unique index on NOT NULL columns>)",
             )
+
+
+def _missing_table_fix(spec: PipelineSpec, src: psycopg.Connection[Any], table: TableRef) -> str:
+    """The fix for a pipeline table missing by name: renamed (still published, by OID) or gone.
+
+    A renamed table's changes wait in the slot; the batch follows tables by OID, so renaming it
+    back loses nothing.
+    """
+    names = {(t.schema, t.name) for t in spec.tables}
+    others = [
+        TableRef(s, n)
+        for s, n in changes.published_tables(src, spec.publication_name)
+        if (s, n) not in names
+    ]
+    if not others:
+        return "restore the table or remove it from the pipeline and reset it"
+    new = others[0] if len(others) == 1 else None
+    if new is None:
+        where = ", ".join(map(str, others))
+        return (
+            f"publication {spec.publication_name} now also lists {where}: if the table was "
+            f"renamed, rename it back to {table.name} and rerun (nothing is lost), or reset the "
+            "pipeline with the new name in its tables (a new full load)"
+        )
+    steps = []
+    if new.schema != table.schema:
+        steps.append(
+            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                sql.Identifier(new.schema, new.name), sql.Identifier(table.schema)
+            )
+        )
+    if new.name != table.name:
+        steps.append(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                sql.Identifier(table.schema, new.name), sql.Identifier(table.name)
+            )
+        )
+    back = sql.SQL("; ").join(steps)
+    return (
+        f"it looks renamed or moved to {new} (publication {spec.publication_name} lists it): run "
+        f"{back.as_string(src)} on the source and rerun, nothing is lost; to adopt the new name, "
+        f"reset the pipeline with {new} in its tables instead of {table} (a new full load)"
+    )
+
+
+def _sync_enum_labels(
+    spec: PipelineSpec,
+    src: psycopg.Connection[Any],
+    tgt: psycopg.Connection[Any],
+    oids: dict[int, TableRef],
+) -> list[str]:
+    """Add enum labels the source gained to the target's copies, committed before the batch.
+
+    Called after the batch picked its end point: a row using a label commits after the label,
+    so every label a row of this batch carries is in the source catalog now. The labels commit
+    on their own (a label cannot be used in the transaction that added it); an extra label
+    changes no row, so this is safe even if the batch then fails.
+    """
+    added: list[str] = []
+    try:
+        for name, labels in changes.enum_types(src, sorted(oids)):
+            added += add_enum_labels(tgt, spec.target_schema, name, labels)
+        tgt.commit()
+    except psycopg.Error as exc:
+        tgt.rollback()
+        raise TargetError(
+            f"adding the source's new enum labels on the target failed: "
+            f"{first_line(scrub(str(exc)))}",
+            pipeline=spec.name,
+            fix="the target user must own the enum types in the target schema; then rerun",
+        ) from None
+    return added
+
+
+def _leaf_files(
+    spec: PipelineSpec,
+    src: psycopg.Connection[Any],
+    tgt: psycopg.Connection[Any],
+    oids: dict[int, TableRef],
+    watermark: Lsn,
+) -> tuple[dict[int, int], dict[int, int], list[changes.LeafPartition]]:
+    """Leaf partitions' heap files now, as recorded with ``watermark``, and the leaves changed.
+
+    pgoutput never sends a ``TRUNCATE`` of a single partition when the publication publishes via
+    the root (it sends nothing at all), so without this check the target would keep that
+    partition's rows silently. A leaf with a new file was truncated (or rewritten) since the last
+    batch, unless the batch then applies a ``TRUNCATE`` of its root (which gives every leaf a new
+    file and empties them all anyway): the caller decides after reading the batch's changes.
+    """
+    leaves = changes.leaf_partitions(src, sorted(oids))
+    now = {leaf.oid: leaf.filenode for leaf in leaves}
+    before = get_leaves(tgt, spec.target_schema, spec.name, watermark) or {}
+    tgt.commit()
+    changed = [x for x in leaves if x.oid in before and before[x.oid] != x.filenode]
+    return now, before, changed
+
+
+def _leaf_truncated(
+    spec: PipelineSpec, tgt: psycopg.Connection[Any], root: TableRef, leaf: changes.LeafPartition
+) -> SchemaChangeError:
+    """The error for a leaf truncated behind the publication's back, with fixes that work.
+
+    Its position in the WAL is unknown, so it cannot be applied exactly (the rows inserted into
+    the partition after it are in the stream, mixed with those before).
+    """
+    accept = sql.SQL("DELETE FROM {} WHERE pipeline = {} AND leaf = {}").format(
+        sql.Identifier(spec.target_schema, LEAVES_TABLE),
+        sql.Literal(spec.name),
+        sql.Literal(leaf.oid),
+    )
+    return SchemaChangeError(
+        f"partition {leaf.schema}.{leaf.name} of {root} ({leaf.bound}) was truncated or "
+        "rewritten on the source since the last batch; logical decoding does not send a TRUNCATE "
+        "of one partition (the publication publishes via the partition root), so the target may "
+        "still hold rows that partition no longer has; nothing of this batch was applied",
+        pipeline=spec.name,
+        table=str(root),
+        fix="reset the pipeline for a new full load; if that partition was only rewritten "
+        f"(VACUUM FULL, CLUSTER) and nothing was removed, run {accept.as_string(tgt)} on the "
+        "target and rerun",
+    )
 
 
 def run_cdc_batch(
@@ -214,16 +345,27 @@ def run_cdc_batch(
                 pipeline=spec.name,
                 fix="reset the pipeline and run a new full load",
             )
+        oids = {
+            oid: t
+            for t in spec.tables
+            if (oid := changes.table_oid(src, t.schema, t.name)) is not None
+        }
+        leaves, leaves_before, leaves_changed = _leaf_files(spec, src, tgt, oids, watermark)
         changes.flush_source_wal(src)
         upto = changes.current_flush_lsn(src)
         log(f"batch from {watermark} (slot at {confirmed}) up to {upto}")
+        labels_added = _sync_enum_labels(spec, src, tgt, oids)
+        for added in labels_added:
+            log(f"added enum label {added} on the target (added on the source)")
 
         batch = BatchApply(
             tgt,
             spec,
             source_type=lambda oid, mod: changes.builtin_type_name(src, oid, mod),
-            source_fill=lambda t, col: changes.added_column_fill(src, t.schema, t.name, col),
+            source_fill=lambda oid, col: changes.added_column_fill(src, oid, col),
+            source_columns=lambda oid: changes.column_slots(src, oid),
             source_generated=lambda t: changes.generated_columns(src, t.schema, t.name),
+            oids=oids,
             chunk_changes=chunk_changes,
             log=log,
         )
@@ -288,7 +430,10 @@ def run_cdc_batch(
             if isinstance(exc, psycopg.errors.ObjectInUse):
                 fix = "another process reads this slot; wait for it or stop it"
             else:
-                fix = "see the server log; the batch was rolled back and will be retried"
+                fix = (
+                    "see the server log; the batch was rolled back (nothing applied) and the next "
+                    "batch tries again, failing the same way until the cause is fixed"
+                )
             raise SourceError(
                 f"reading or applying changes failed: {first_line(scrub(str(exc)))}",
                 pipeline=spec.name,
@@ -299,8 +444,20 @@ def run_cdc_batch(
 
         limited = stream.limited
         end = Lsn(max(watermark, last_end) if limited else max(watermark, upto, last_end))
+        for leaf in leaves_changed:
+            if leaf.root_oid in batch.truncated:
+                continue  # its root's TRUNCATE, applied by this batch, explains the new file
+            if not limited:
+                raise _leaf_truncated(spec, tgt, oids[leaf.root_oid], leaf)
+            # The root's TRUNCATE may be past this batch's end: decide at the next batch.
+            leaves[leaf.oid] = leaves_before[leaf.oid]
+        if batch.truncated:
+            # A truncated root gave its leaves new files: record those, not the old ones.
+            roots = [r for r in batch.truncated if r in oids]
+            leaves.update((x.oid, x.filenode) for x in changes.leaf_partitions(src, roots))
         try:
             set_watermark(tgt, spec.target_schema, spec.name, end)
+            set_leaves(tgt, spec.target_schema, spec.name, leaves, end)
             _kill_point("after_apply")
             tgt.commit()
         except psycopg.Error as exc:
@@ -336,6 +493,7 @@ def run_cdc_batch(
         seconds=time.monotonic() - started,
         tables_changed=tuple(sorted(counts.tables_changed)),
         warnings=tuple(batch.warnings),
+        enum_labels_added=tuple(labels_added),
     )
     log(
         f"applied {result.transactions} transactions, {result.changes} changes up to {end}; "

@@ -178,21 +178,76 @@ def builtin_type_name(conn: psycopg.Connection[Any], type_oid: int, typmod: int)
 
 
 def added_column_fill(
-    conn: psycopg.Connection[Any], schema: str, table: str, column: str
+    conn: psycopg.Connection[Any], relation_id: int, column: str
 ) -> AddedColumnFill:
-    """How the source filled ``column`` in the rows that existed when it was added."""
+    """How the source filled ``column`` in the rows that existed when it was added.
+
+    By relation OID (the table may have been renamed since). A partitioned table stores no rows:
+    its leaves hold the fast default (``attmissingval``), while the root only has the default
+    expression, so the root alone would look like a default computed per row. The fill is read
+    from the leaves; it is exact when every leaf has the same value.
+    """
     row = conn.execute(
-        "SELECT a.atthasmissing, a.attmissingval::text, a.atthasdef OR a.attidentity <> ''"
+        "SELECT c.relkind::text, a.atthasmissing, a.attmissingval::text,"
+        " a.atthasdef OR a.attidentity <> ''"
         " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND NOT a.attisdropped",
-        (schema, table, column),
+        " WHERE a.attrelid = %s::oid AND a.attname = %s AND NOT a.attisdropped AND a.attnum > 0",
+        (relation_id, column),
     ).fetchone()
     if row is None:
         return AddedColumnFill()
-    if row[0] and row[1] is not None:
-        return AddedColumnFill(missing=_single_array_element(str(row[1])))
-    return AddedColumnFill(per_row=bool(row[2]))
+    kind, has_missing, missing, has_default = row
+    if kind == "p":
+        leaves = conn.execute(
+            "SELECT a.atthasmissing, a.attmissingval::text"
+            " FROM pg_partition_tree(%s::oid::regclass) t JOIN pg_attribute a"
+            " ON a.attrelid = t.relid AND a.attname = %s AND NOT a.attisdropped WHERE t.isleaf",
+            (relation_id, column),
+        ).fetchall()
+        if not leaves:
+            return AddedColumnFill()  # no partition, so no row existed to fill
+        values = {str(v) for m, v in leaves if m and v is not None}
+        if len(values) == 1 and all(m for m, _v in leaves):
+            return AddedColumnFill(missing=_single_array_element(values.pop()))
+        return AddedColumnFill(per_row=bool(has_default))
+    if has_missing and missing is not None:
+        return AddedColumnFill(missing=_single_array_element(str(missing)))
+    return AddedColumnFill(per_row=bool(has_default))
+
+
+def column_slots(conn: psycopg.Connection[Any], relation_id: int) -> list[tuple[int, str, bool]]:
+    """(attnum, name, alive) of a relation's columns now, dropped ones included, in order.
+
+    Generated columns are left out (pgoutput does not send them). Attribute numbers are never
+    reused, so this tells a column dropped since an older Relation message from one renamed.
+    """
+    rows = conn.execute(
+        "SELECT attnum::int, attname::text, NOT attisdropped FROM pg_attribute"
+        " WHERE attrelid = %s::oid AND attnum > 0 AND attgenerated = '' ORDER BY attnum",
+        (relation_id,),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
+
+def table_oid(conn: psycopg.Connection[Any], schema: str, name: str) -> int | None:
+    """The OID of a source table by name now (None: no such table)."""
+    row = conn.execute(
+        "SELECT c.oid::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def published_tables(conn: psycopg.Connection[Any], publication: str) -> list[tuple[str, str]]:
+    """(schema, name) of the tables a publication lists, under their names now (by OID)."""
+    rows = conn.execute(
+        "SELECT n.nspname::text, c.relname::text FROM pg_publication p"
+        " JOIN pg_publication_rel r ON r.prpubid = p.oid JOIN pg_class c ON c.oid = r.prrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = %s ORDER BY 1, 2",
+        (publication,),
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def generated_columns(
@@ -231,3 +286,53 @@ def _single_array_element(text: str) -> str | None:
             i += 1
         return "".join(out)
     return None if inner == "NULL" else inner
+
+
+def enum_types(
+    conn: psycopg.Connection[Any], relation_ids: list[int]
+) -> list[tuple[str, tuple[str, ...]]]:
+    """(type name, labels in sort order) of the enums the relations' columns use.
+
+    Directly, as an array's element, or as a domain's base (the full load maps such a domain to
+    the enum).
+
+    The full load re-creates each under the same name in the target schema; a label added on the
+    source later must be added there too before a row carrying it can be applied.
+    """
+    rows = conn.execute(
+        "SELECT DISTINCT e.typname::text, array(SELECT l.enumlabel::text FROM pg_enum l"
+        " WHERE l.enumtypid = e.oid ORDER BY l.enumsortorder)"
+        " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        " JOIN pg_type e ON e.oid = CASE WHEN t.typtype = 'e' THEN t.oid"
+        " WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END"
+        " WHERE a.attrelid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped"
+        " AND e.typtype = 'e' ORDER BY 1",
+        (relation_ids,),
+    ).fetchall()
+    return [(str(r[0]), tuple(r[1])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class LeafPartition:
+    """A leaf partition of a partitioned pipeline table, with its heap file now."""
+
+    root_oid: int
+    oid: int
+    schema: str
+    name: str
+    filenode: int
+    bound: str | None  # pg_get_expr(relpartbound): FOR VALUES ... (None: not a partition)
+
+
+def leaf_partitions(conn: psycopg.Connection[Any], relation_ids: list[int]) -> list[LeafPartition]:
+    """Leaf partitions of those relations that are partitioned (none for plain tables)."""
+    rows = conn.execute(
+        "SELECT r.oid::bigint, c.oid::bigint, n.nspname::text, c.relname::text,"
+        " pg_relation_filenode(c.oid)::bigint, pg_get_expr(c.relpartbound, c.oid)"
+        " FROM pg_class r CROSS JOIN LATERAL pg_partition_tree(r.oid::regclass) t"
+        " JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE r.oid = ANY(%s::oid[]) AND r.relkind = 'p' AND t.isleaf AND t.level > 0"
+        " AND c.relkind = 'r' ORDER BY 1, 2",
+        (relation_ids,),
+    ).fetchall()
+    return [LeafPartition(int(r[0]), int(r[1]), r[2], r[3], int(r[4] or 0), r[5]) for r in rows]

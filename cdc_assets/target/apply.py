@@ -408,3 +408,31 @@ class TableApply:
                 ).format(t=t, sets=self._set_from_record(new), one=one_row),
                 (self._record(new), self._record(old)),
             )
+
+
+class ProjectedTableApply(TableApply):
+    """A shape some of whose columns the target no longer has: rows are cut down as they arrive.
+
+    Only for the rows of a relation version written before a column was dropped (see
+    ``BatchApply._reconcile``); the common path stays :class:`TableApply`, untouched.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], *, keep: Sequence[int], **kw: Any) -> None:
+        """``keep``: indexes, in the source relation's column list, of the columns written."""
+        super().__init__(conn, **kw)
+        self._keep = itemgetter(*keep) if len(keep) > 1 else (lambda row: (row[keep[0]],))
+
+    def _cut(self, row: Row) -> Row:
+        return tuple(self._keep(row))
+
+    def insert(self, new: Row) -> None:
+        """A new row, without the left-out columns."""
+        super().insert(self._cut(new))
+
+    def update(self, old_kind: str | None, old: Row | None, new: Row) -> None:
+        """A changed row, without the left-out columns (in the old image too)."""
+        super().update(old_kind, self._cut(old) if old is not None else None, self._cut(new))
+
+    def delete(self, old: Row) -> None:
+        """A removed row, without the left-out columns."""
+        super().delete(self._cut(old))

@@ -5,9 +5,16 @@ watermark. Schema rules: a column the source added is added on the target (same 
 row carrying it is staged; a column the target has but the source no longer sends (dropped or
 renamed), or one whose type differs, stops the batch with :class:`SchemaChangeError`, because
 applying past it would silently lose or mangle data.
+
+Changes are applied in relation-version order: each Relation message starts a new shape, and the
+rows of a shape are written with its own column set. A column a shape carries that neither the
+target nor the source has any more (dropped later on the source, and on the target by following the
+drop's fix, or added and dropped again within the batch) is left out of that shape's rows: its
+values end up nowhere on the source either. Tables are followed by relation OID, not by name, so a
+table renamed and renamed back keeps every change made while it had the other name.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +27,7 @@ from cdc_assets.domain import AddedColumnFill, GeneratedColumn, PipelineSpec, Ta
 from cdc_assets.errors import SchemaChangeError, SourceError, TargetError
 from cdc_assets.pg.connect import first_line
 from cdc_assets.secrets import scrub
-from cdc_assets.target.apply import Chunk, TableApply
+from cdc_assets.target.apply import Chunk, ProjectedTableApply, TableApply
 from cdc_assets.target.catalog import TargetTable, describe_table
 
 DEFAULT_CHUNK = 50_000
@@ -29,6 +36,31 @@ DEFAULT_CHUNK = 50_000
 def _write_all(chunks: list[Chunk]) -> None:
     for chunk in chunks:
         chunk.write()
+
+
+def dropped_since(
+    shape: Sequence[str], column: str, slots: Sequence[tuple[int, str, bool]]
+) -> bool | None:
+    """Whether ``column`` of an older shape was dropped on the source since (False: still there).
+
+    ``slots`` are the relation's columns now, dropped ones included: ``(attnum, name, alive)``.
+    A shape lists the columns alive when it was sent, in attribute order; attribute numbers are
+    never reused, and a column added later gets a higher one. So between the nearest columns of
+    the shape still alive under their names, a live column the shape does not name can only be
+    one of the shape's columns renamed: then (and when the column was last, where a column added
+    later looks the same) the answer is None, unknown, and the values cannot be placed safely.
+    """
+    alive = {name: num for num, name, live in slots if live}
+    if column in alive:
+        return False
+    i = list(shape).index(column)
+    low = next((alive[c] for c in reversed(shape[:i]) if c in alive), 0)
+    high = next((alive[c] for c in shape[i + 1 :] if c in alive), None)
+    named = set(shape)
+    for num, name, live in slots:
+        if live and num > low and (high is None or num < high) and name not in named:
+            return None
+    return True
 
 
 def target_table(spec: PipelineSpec, source: TableRef) -> TableRef:
@@ -61,7 +93,9 @@ class BatchApply:
         spec: PipelineSpec,
         *,
         source_type: Callable[[int, int], str | None],
-        source_fill: Callable[[TableRef, str], AddedColumnFill],
+        source_fill: Callable[[int, str], AddedColumnFill],
+        source_columns: Callable[[int], list[tuple[int, str, bool]]] = lambda _oid: [],
+        oids: dict[int, TableRef] | None = None,
         chunk_changes: int = DEFAULT_CHUNK,
         log: Callable[[str], None] | None = None,
         source_generated: Callable[[TableRef], tuple[GeneratedColumn, ...]] | None = None,
@@ -71,12 +105,18 @@ class BatchApply:
         User-defined types are mapped by the full load (enums re-created, domains to their base,
         others to text), so their target spelling legitimately differs: they are not compared, and
         a user-typed column added on the source is added as ``text`` (the value's text form).
+        ``source_fill(oid, column)`` says how the source filled an added column's existing rows;
+        ``source_columns(oid)`` lists the relation's columns now (see :func:`dropped_since`).
+        ``oids`` maps the source OID of each pipeline table (resolved by name at the batch's start)
+        to it.
         """
         self.conn = conn
         self.spec = spec
         self.source_type = source_type
         self.source_fill = source_fill
         self.source_generated = source_generated  # generated columns never show in a Relation
+        self.source_columns = source_columns
+        self.oids = dict(oids or {})
         self.chunk_changes = chunk_changes
         self.log = log or (lambda _msg: None)
         self.warnings: list[str] = []  # for the operator: the run logs them as warnings
@@ -86,6 +126,7 @@ class BatchApply:
         self.latest: dict[int, Relation] = {}  # relation id -> last Relation message seen
         self._active: dict[int, TableApply] = {}  # relation id -> applier, up to date (hot path)
         self.counts = BatchCounts()
+        self.truncated: set[int] = set()  # relation ids of tables truncated by this batch
         self._pending = 0
         self._stage_seq = 0
         self._source_of: dict[TableRef, TableRef] = {}  # target table -> source table
@@ -106,30 +147,33 @@ class BatchApply:
 
     def _activate(self, rel: Relation) -> TableApply:
         """Check the target against ``rel`` (adding columns), and route its changes from now."""
-        source = TableRef(rel.namespace, rel.name)
+        # By OID first: a table renamed and renamed back sends its old changes under the other name.
+        source = self.oids.get(rel.relation_id) or TableRef(rel.namespace, rel.name)
         if source not in self.tables:
             # The publication lists exactly the pipeline's tables, so this is a table renamed or
             # moved on the source (or a publication edited by hand): its changes would be lost.
+            seen = TableRef(rel.namespace, rel.name)
             raise SchemaChangeError(
-                f"changes arrive for {source}, which is not one of the pipeline's tables: was a "
-                f"table renamed or moved, or added to publication {self.spec.publication_name}?",
+                f"changes arrive for {seen}, which is not one of the pipeline's tables (relation "
+                f"OID {rel.relation_id}): was a table renamed or moved while another took its "
+                f"name, or was it added to publication {self.spec.publication_name}?",
                 pipeline=self.spec.name,
-                table=str(source),
-                fix="rename the table back on the source, or change the pipeline's tables and "
-                "reset it for a new full load",
+                table=str(seen),
+                fix="reset the pipeline with the tables it should follow for a new full load",
             )
         self.wait()
         current = self.appliers.pop(rel.relation_id, None)
         if current is not None:
             self._flush_one(current)
-        target = self._reconcile(source, rel)
+        target, left_out = self._reconcile(source, rel)
         self.relations[rel.relation_id] = rel
-        applier = self._applier(source, rel, target)
+        applier = self._applier(source, rel, target, left_out)
         self.appliers[rel.relation_id] = applier
         self._source_of[target.table] = source
         return applier
 
-    def _reconcile(self, source: TableRef, rel: Relation) -> TargetTable:
+    def _reconcile(self, source: TableRef, rel: Relation) -> tuple[TargetTable, frozenset[str]]:
+        """Check (and extend) the target for ``rel``; returns it and the columns to leave out."""
         dest = target_table(self.spec, source)
         target = describe_table(self.conn, dest)
         if target is None:
@@ -142,16 +186,17 @@ class BatchApply:
         if self.source_generated is not None:
             target = self._add_generated(source, dest, target, self.source_generated(source))
         names = {c.name for c in rel.columns}
-        for gone in [c for c in target.columns if c not in names]:
-            raise SchemaChangeError(
-                f"column {gone!r} was dropped or renamed on the source; CDC cannot apply "
-                "changes without it",
-                pipeline=self.spec.name,
-                table=str(source),
-                fix=f"drop or rename column {gone!r} on the target table {dest} the same way "
-                "(or reset the pipeline for a new full load), then rerun",
+        gone = [c for c in target.columns if c not in names]
+        if gone:
+            now = self.source_columns(rel.relation_id)
+            provable = all(dropped_since(list(target.columns), c, now) for c in gone)
+            raise self._gone(
+                source, dest, gone, [c for c in names if c not in target.columns], provable
             )
         altered = False
+        left_out: set[str] = set()
+        slots: list[tuple[int, str, bool]] | None = None
+        shape = [c.name for c in rel.columns]
         for col in rel.columns:
             if col.name in target.generated:
                 continue  # published generated column (PostgreSQL 18+): the target computes it
@@ -159,7 +204,30 @@ class BatchApply:
             src_type = builtin or "text"
             have = target.columns.get(col.name)
             if have is None:
-                self._add_column(source, dest, col.name, src_type, builtin is not None)
+                slots = self.source_columns(rel.relation_id) if slots is None else slots
+                dropped = dropped_since(shape, col.name, slots)
+                if dropped is None:
+                    raise SchemaChangeError(
+                        f"column {col.name!r} of earlier changes is gone from the source, and may "
+                        "have been renamed: its values cannot be placed",
+                        pipeline=self.spec.name,
+                        table=str(source),
+                        fix="reset the pipeline for a new full load",
+                    )
+                if dropped:
+                    # Dropped later on the source (and on the target by the drop's fix), or added
+                    # and dropped again within the batch: this shape's values of it are gone.
+                    left_out.add(col.name)
+                    self.log(f"{dest}: column {col.name} left out of earlier rows (dropped since)")
+                    continue
+                self._add_column(
+                    source,
+                    rel.relation_id,
+                    dest,
+                    col.name,
+                    type_sql=src_type,
+                    builtin=builtin is not None,
+                )
                 self.log(f"{dest}: added column {col.name} {src_type} (added on the source)")
                 altered = True
             elif builtin is not None and have != builtin:
@@ -174,7 +242,43 @@ class BatchApply:
             refreshed = describe_table(self.conn, dest)
             assert refreshed is not None
             target = refreshed
-        return target
+        return target, frozenset(left_out)
+
+    def _gone(
+        self, source: TableRef, dest: TableRef, gone: list[str], new: list[str], dropped: bool
+    ) -> SchemaChangeError:
+        """The error for target columns the source no longer sends, with a fix that works.
+
+        Dropping them on the target is enough for a drop: the rerun writes earlier rows without
+        them (see :meth:`_reconcile`). That fix is named only when the source's catalog proves a
+        drop (:func:`dropped_since`, with the target's column order as the older shape): a rename
+        cannot be followed exactly (rows changed before it carry the value under the old name),
+        and after a drop fix the rerun would stop at the same doubt. Otherwise the fix is a reset.
+        """
+        drop = sql.SQL("ALTER TABLE {} {}").format(
+            sql.Identifier(dest.schema, dest.name),
+            sql.SQL(", ").join(sql.SQL("DROP COLUMN {}").format(sql.Identifier(c)) for c in gone),
+        )
+        what = ", ".join(map(repr, gone))
+        plural = len(gone) > 1
+        if dropped:
+            fix = (
+                f"run {drop.as_string(self.conn)} on the target (the source's catalog shows a "
+                "drop), then rerun; or reset the pipeline for a new full load"
+            )
+        else:
+            fix = (
+                "reset the pipeline for a new full load (the source's catalog cannot tell a drop "
+                f"from a rename to {', '.join(map(repr, sorted(new))) or 'another column'}; "
+                "a rename cannot be followed exactly)"
+            )
+        return SchemaChangeError(
+            f"column{'s' if plural else ''} {what} {'were' if plural else 'was'} dropped or "
+            f"renamed on the source; CDC cannot apply changes without {'them' if plural else 'it'}",
+            pipeline=self.spec.name,
+            table=str(source),
+            fix=fix,
+        )
 
     def _add_generated(
         self,
@@ -226,7 +330,14 @@ class BatchApply:
         return refreshed
 
     def _add_column(
-        self, source: TableRef, dest: TableRef, column: str, type_sql: str, builtin: bool
+        self,
+        source: TableRef,
+        relation_id: int,
+        dest: TableRef,
+        column: str,
+        *,
+        type_sql: str,
+        builtin: bool,
     ) -> None:
         """Add a source column on the target; existing rows get what they got on the source.
 
@@ -235,7 +346,7 @@ class BatchApply:
         dropped: every later row arrives with its value). A value computed per row (volatile
         default, identity) cannot be known here: the batch goes on, and says so as a warning.
         """
-        fill = self.source_fill(source, column)
+        fill = self.source_fill(relation_id, column)
         value = fill.missing
         table = sql.Identifier(dest.schema, dest.name)
         ident = sql.Identifier(column)
@@ -257,8 +368,10 @@ class BatchApply:
                 sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(table, ident)
             )
 
-    def _applier(self, source: TableRef, rel: Relation, target: TargetTable) -> TableApply:
-        columns = [c.name for c in rel.columns]
+    def _applier(
+        self, source: TableRef, rel: Relation, target: TargetTable, left_out: frozenset[str]
+    ) -> TableApply:
+        columns = [c.name for c in rel.columns if c.name not in left_out]
         pk = target.primary_key
         if rel.replica_identity in ("d", "i") and rel.key_columns:
             key = rel.key_columns
@@ -276,7 +389,12 @@ class BatchApply:
                 "IDENTITY FULL on the source",
             )
         self._stage_seq += 1
-        applier = TableApply(
+        kind: type[TableApply] = TableApply
+        extra: dict[str, Any] = {}
+        if left_out:
+            kind = ProjectedTableApply
+            extra["keep"] = [i for i, c in enumerate(rel.columns) if c.name not in left_out]
+        applier = kind(
             self.conn,
             pipeline=self.spec.name,
             target=target,
@@ -285,6 +403,7 @@ class BatchApply:
             upsert=upsert,
             stage_name=f"_cdc_stage_{self.spec.name}_{self._stage_seq}",
             generated=target.generated,
+            **extra,
         )
         applier.barrier = self.wait
         return applier
@@ -346,6 +465,7 @@ class BatchApply:
             self._pending -= applier.raw
             applier.discard()
             targets.append(applier.target.table)
+            self.truncated.add(relid)
             self.counts.tables_changed.add(self._source_of[applier.target.table])
         if not targets:
             return

@@ -102,6 +102,48 @@ def ensure_enums(
                 )
 
 
+def add_enum_labels(
+    conn: psycopg.Connection[Any], schema: str, name: str, labels: tuple[str, ...]
+) -> list[str]:
+    """Add to enum ``schema.name`` the source labels it lacks, each in the source's position.
+
+    Returns what was added (``'c' AFTER 'b'``), for the batch's metadata. A label goes ``BEFORE``
+    the next source label the target has, else ``AFTER`` the previous one, so sort order (and so
+    ``ORDER BY``, ``<`` and indexes on the column) is the same on both sides. A missing type (the
+    column is mapped to something else) adds nothing. The caller commits before using the labels.
+    """
+    row = conn.execute(
+        "SELECT array(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid "
+        "ORDER BY e.enumsortorder) "
+        "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = %s AND t.typname = %s AND t.typtype = 'e'",
+        (schema, name),
+    ).fetchone()
+    if row is None:
+        return []
+    have = set(row[0])
+    added: list[str] = []
+    ident = sql.Identifier(schema, name)
+    for i, label in enumerate(labels):
+        if label in have:
+            continue
+        nxt = next((x for x in labels[i + 1 :] if x in have), None)
+        prev = next((x for x in reversed(labels[:i]) if x in have), None)
+        stmt = sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(ident, sql.Literal(label))
+        if nxt is not None:
+            stmt += sql.SQL(" BEFORE {}").format(sql.Literal(nxt))
+            where = f" BEFORE {nxt!r}"
+        elif prev is not None:
+            stmt += sql.SQL(" AFTER {}").format(sql.Literal(prev))
+            where = f" AFTER {prev!r}"
+        else:
+            where = ""
+        conn.execute(stmt)
+        have.add(label)
+        added.append(f"{schema}.{name}: {label!r}{where}")
+    return added
+
+
 def _column_type(schema: str, col: ColumnInfo) -> sql.Composable:
     if col.enum is not None:
         brackets = sql.SQL("[]" * col.array_dims) if col.array_dims else sql.SQL("")

@@ -659,3 +659,70 @@ def test_a_column_filled_per_row_is_a_run_warning(instance, repo, defs, new_db) 
     ]
     assert any("'token'" in str(m["cdc/warnings"].value) for m in observed if "cdc/warnings" in m)
     assert count(dst) == count(src)
+
+
+def test_enum_labels_added_on_the_target_are_in_the_metadata(instance, repo, defs, new_db) -> None:
+    """A label the source gained is added on the target before its rows, and the run says so."""
+    src, dst = new_db("src"), new_db("dst")
+    sql(src, "CREATE TYPE public.mood AS ENUM ('sad', 'happy')")
+    sql(src, "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text, m public.mood)")
+    sql(src, "INSERT INTO public.orders VALUES (1, 'a', 'sad')")
+    repo.add(spec("labels", src, dst, mode=Mode.FULL_LOAD_AND_CDC))
+    assert execute_pipeline(instance, "labels", Phase.FULL_LOAD, defs=defs).success
+    sql(src, "ALTER TYPE public.mood ADD VALUE 'ok' AFTER 'sad'")
+    sql(src, "INSERT INTO public.orders VALUES (2, 'b', 'ok')")
+
+    result = execute_pipeline(instance, "labels", Phase.CDC, defs=defs)
+
+    assert result.success
+    assert repo.get("labels").cdc_status is CdcStatus.ACTIVE
+    observed = [
+        entry.asset_observation.metadata
+        for entry in instance.all_logs(
+            result.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION
+        )
+        if entry.asset_observation
+    ]
+    added = [m["cdc/enum_labels_added"].value for m in observed if "cdc/enum_labels_added" in m]
+    assert added == ["public.mood: 'ok' BEFORE 'happy'"]
+    assert count(dst) == count(src)
+
+
+def test_partition_truncate_fails_the_run_and_a_reset_recovers(
+    instance, repo, defs, new_db
+) -> None:
+    """What an operator sees for a TRUNCATE of one partition (which PostgreSQL does not send):
+    the CDC run fails and ``last_error`` names the partition and the fix; the fix recovers."""
+    src, dst = new_db("src"), new_db("dst")
+    sql(
+        src,
+        "CREATE TABLE public.orders (id bigint, day date, note text, PRIMARY KEY (id, day))"
+        " PARTITION BY LIST (day)",
+    )
+    sql(src, "CREATE TABLE public.orders_a PARTITION OF public.orders FOR VALUES IN ('2024-01-01')")
+    sql(src, "CREATE TABLE public.orders_b PARTITION OF public.orders DEFAULT")
+    sql(
+        src,
+        "INSERT INTO public.orders SELECT g, DATE '2024-01-01' + g % 3, 'n' "
+        "FROM generate_series(1, 30) g",
+    )
+    repo.add(spec("leaf", src, dst, mode=Mode.FULL_LOAD_AND_CDC))
+    assert execute_pipeline(instance, "leaf", Phase.FULL_LOAD, defs=defs).success
+    assert execute_pipeline(instance, "leaf", Phase.CDC, defs=defs).success
+    sql(src, "TRUNCATE public.orders_a")
+    sql(src, "INSERT INTO public.orders VALUES (100, '2024-01-02', 'later')")
+
+    assert not execute_pipeline(instance, "leaf", Phase.CDC, defs=defs).success
+    row = repo.get("leaf")
+    assert row.cdc_status is CdcStatus.FAILED and row.last_error is not None
+    assert "partition public.orders_a of public.orders (FOR VALUES IN ('2024-01-01'))" in (
+        row.last_error
+    )
+    assert "(fix: reset the pipeline for a new full load" in row.last_error
+
+    repo.reset("leaf")
+    assert execute_pipeline(instance, "leaf", Phase.FULL_LOAD, defs=defs).success
+    sql(src, "INSERT INTO public.orders VALUES (101, '2024-01-01', 'after reset')")
+    assert execute_pipeline(instance, "leaf", Phase.CDC, defs=defs).success
+    assert repo.get("leaf").cdc_status is CdcStatus.ACTIVE
+    assert count(dst) == count(src) == 22
