@@ -14,7 +14,7 @@ import dagster as dg
 from psycopg import sql
 from pydantic import PrivateAttr
 
-from cdc_assets.defs.tags import complete_run_tags, pipeline_of_tags
+from cdc_assets.defs.tags import complete_run_tags, pipeline_of_run
 from cdc_assets.domain import PipelineSpec, TableRef
 from cdc_assets.pg.connect import connect, resolve
 from cdc_assets.settings import Settings
@@ -61,7 +61,7 @@ class PostgresConnections(dg.ConfigurableResource):  # type: ignore[type-arg]
         run = context.dagster_run
         if run is None or not self.check_on_setup:
             return
-        name = pipeline_of_tags(run.tags)
+        name = pipeline_of_run(run)
         if name is None:
             return
         if context.instance is not None:

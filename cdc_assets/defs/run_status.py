@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from cdc_assets.defs.tags import is_lock_conflict, phase_of, pipeline_of_tags
+from cdc_assets.defs.tags import is_lock_conflict, phase_of, pipeline_of_run
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
 from cdc_assets.errors import CdcError
 from cdc_assets.pg.connect import first_line
@@ -54,7 +54,7 @@ def identify(instance: dg.DagsterInstance, run_id: str) -> RunIdentity | None:
     if record is None:
         return None
     run = record.dagster_run
-    pipeline = pipeline_of_tags(run.tags)
+    pipeline = pipeline_of_run(run)
     if pipeline is None:
         return None
     return RunIdentity(
@@ -68,7 +68,7 @@ def identify(instance: dg.DagsterInstance, run_id: str) -> RunIdentity | None:
 def run_fact(record: Any, *, error: str | None = None) -> RunFact | None:
     """A run record as the reconciler's :class:`RunFact`; ``None`` for runs of no pipeline."""
     run: dg.DagsterRun = record.dagster_run
-    pipeline = pipeline_of_tags(run.tags)
+    pipeline = pipeline_of_run(run)
     if pipeline is None:
         return None
     end = getattr(record, "end_time", None)
