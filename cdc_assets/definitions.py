@@ -13,7 +13,7 @@ from cdc_assets.settings import CONTROL_DB_URL_VAR, Settings
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Assemble assets, jobs, sensors, schedules and resources for the code location."""
-    from cdc_assets.defs.checks import idle_lag_sensor, lag_check
+    from cdc_assets.defs.checks import idle_lag_sensor, lag_check, row_counts_check
     from cdc_assets.defs.full_load import target_tables
     from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
     from cdc_assets.defs.resources import ControlDb, PostgresConnections
@@ -29,7 +29,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     control = ControlDb(url=dg.EnvVar(CONTROL_DB_URL_VAR))
     return dg.Definitions(
         assets=[target_tables],
-        asset_checks=[lag_check(settings)],
+        asset_checks=[lag_check(settings), row_counts_check()],
         jobs=[full_load_job, cdc_sync_job],
         sensors=[
             *run_status_sensors(settings),

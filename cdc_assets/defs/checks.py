@@ -1,4 +1,7 @@
-"""Declared asset checks of ``target_tables`` that are evaluated outside the full load.
+"""The asset checks of ``target_tables``, both partitioned like it (one result per pipeline).
+
+``row_counts_match`` runs in every full-load run after the load, and can be executed again by
+hand (see ``ROW_COUNTS_DESCRIPTION`` for what it compares then).
 
 ``cdc_lag`` is partitioned like its asset (one partition per pipeline), so every pipeline has its
 own result in the UI. Three evaluators, one meaning (source WAL after the slot's confirmed
@@ -24,7 +27,8 @@ from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode
 from cdc_assets.settings import Settings
 
 if TYPE_CHECKING:
-    from cdc_assets.control.repository import PipelineRow
+    from cdc_assets.control.repository import PipelineRepository, PipelineRow
+    from cdc_assets.domain import TableRef
 
 #: Idle slots change slowly; once a minute matches the CDC heartbeat of active pipelines.
 IDLE_LAG_INTERVAL_S = 60
@@ -155,3 +159,143 @@ def idle_lag_sensor() -> Any:
         )
 
     return cdc_lag_idle_sensor
+
+
+ROW_COUNTS_CHECK = "row_counts_match"
+ROW_COUNTS_KEY = dg.AssetCheckKey(TARGET_TABLES, ROW_COUNTS_CHECK)
+
+ROW_COUNTS_DESCRIPTION = (
+    "Every target table holds exactly the rows its full load copied. In the load's run: the rows "
+    "the COPY command tags reported for each table against the table counted right after the "
+    "swap. Executed again later: a full_load pipeline's tables against the rows its last full "
+    "load copied (only a load writes them); a full_load_and_cdc pipeline's tables against the "
+    "source counted in one snapshot, compared only while CDC has applied every change (no "
+    "pending change before and after counting, pipeline lock held), otherwise reported as not "
+    "compared. Fails (ERROR) only on a real difference; a count that cannot be taken is a WARN."
+)
+
+
+def _last_load(instance: dg.DagsterInstance, pipeline: str) -> Any:
+    """The newest materialization of the pipeline's partition (its last full load), or None."""
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=TARGET_TABLES, asset_partitions=[pipeline]), limit=1
+    )
+    return result.records[0] if result.records else None
+
+
+def _row_counts_result(
+    passed: bool,
+    description: str,
+    metadata: dict[str, Any],
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=passed, severity=severity, description=description, metadata=metadata
+    )
+
+
+def _compare(
+    tables: "tuple[TableRef, ...]",
+    expected: "dict[TableRef, int | None]",
+    actual: "dict[TableRef, int | None]",
+    *,
+    what: str,
+    against: str,
+) -> dg.AssetCheckResult:
+    """One result for all tables; metadata ``<table>/<what>`` and ``<table>/target`` per table."""
+    mismatched = [t.display for t in tables if expected.get(t) != actual.get(t)]
+    metadata: dict[str, Any] = {"mismatched": ", ".join(mismatched) or "none", "compared": True}
+    for t in tables:
+        metadata[f"{t.display}/{what}"] = _or_minus_one(expected.get(t))
+        metadata[f"{t.display}/target"] = _or_minus_one(actual.get(t))
+    if mismatched:
+        text = f"target rows differ from {against} in: {', '.join(mismatched)}"
+    else:
+        text = f"every target table holds the rows of {against}"
+    return _row_counts_result(not mismatched, text, metadata)
+
+
+def _or_minus_one(value: int | None) -> int:
+    return value if value is not None else -1
+
+
+def evaluate_row_counts(
+    context: dg.AssetCheckExecutionContext,
+    row: "PipelineRow",
+    connections: PostgresConnections,
+    repo: "PipelineRepository",
+) -> dg.AssetCheckResult:
+    """``row_counts_match`` for one pipeline, as its description says."""
+    from cdc_assets.engine.row_counts import caught_up_counts, count_tables
+    from cdc_assets.pg.connect import connect
+
+    tables = row.spec.tables
+    record = _last_load(context.instance, row.name)
+    mat = record.asset_materialization if record is not None else None
+    if mat is None:
+        return _row_counts_result(
+            True, "no full load of this pipeline yet: nothing to compare", {"compared": False}
+        )
+    meta = mat.metadata
+    copied: dict[TableRef, int | None] = {}
+    at_swap: dict[TableRef, int | None] = {}
+    for t in tables:
+        rows, target = (
+            meta.get(f"cdc/table/{t.display}/rows"),
+            meta.get(f"cdc/table/{t.display}/target_rows"),
+        )
+        copied[t] = int(rows.value) if rows is not None else None  # type: ignore[arg-type]
+        at_swap[t] = int(target.value) if target is not None else None  # type: ignore[arg-type]
+    if record.run_id == context.run.run_id:  # in the load's own run: exact, nothing else ran
+        return _compare(tables, copied, at_swap, what="copied", against="the load's COPY")
+    resolved = connections.resolved(row.spec)
+    if row.mode is Mode.FULL_LOAD:
+        with connect(resolved.target_url, pipeline=row.name, role="target", autocommit=True) as c:
+            now = count_tables(c, tables, row.spec.target_schema)
+        return _compare(
+            tables, copied, now, what="copied", against=f"the last full load (run {record.run_id})"
+        )
+    with repo.pipeline_lock(row.name):
+        counts = caught_up_counts(
+            row.spec, source_url=resolved.source_url, target_url=resolved.target_url
+        )
+    if counts is None:
+        return _row_counts_result(
+            True,
+            "not compared: the source has changes CDC has not applied yet (execute the check "
+            "again after a batch, when the source is quiet)",
+            {"compared": False},
+            severity=dg.AssetCheckSeverity.WARN,
+        )
+    return _compare(
+        tables, counts.source, counts.target, what="source", against="the source (one snapshot)"
+    )
+
+
+def row_counts_check() -> dg.AssetChecksDefinition:
+    """``row_counts_match``, partitioned by pipeline; part of every full-load run."""
+
+    @dg.asset_check(
+        asset=TARGET_TABLES,
+        name=ROW_COUNTS_CHECK,
+        partitions_def=PIPELINES,
+        description=ROW_COUNTS_DESCRIPTION,
+    )
+    def row_counts_match(
+        context: dg.AssetCheckExecutionContext,
+        control: ControlDb,
+        connections: PostgresConnections,
+    ) -> dg.AssetCheckResult:
+        """Never raises: a check that cannot count reports WARN and leaves the run alone."""
+        try:
+            repo = control.repository()
+            return evaluate_row_counts(context, repo.get(context.partition_key), connections, repo)
+        except Exception as exc:
+            return _row_counts_result(
+                False,
+                f"the rows could not be counted: {error_text(exc)}",
+                {"error": error_text(exc)},
+                severity=dg.AssetCheckSeverity.WARN,
+            )
+
+    return row_counts_match
