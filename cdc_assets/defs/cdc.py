@@ -12,7 +12,7 @@ import dagster as dg
 from cdc_assets.defs.full_load import TARGET_TABLES, pipeline_run, write_after_success
 from cdc_assets.defs.hooks import record_failure_hook, record_success_hook
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
-from cdc_assets.defs.run_status import apply_write, error_text, write_for
+from cdc_assets.defs.run_status import apply_write, error_text, pipeline_failure, write_for
 from cdc_assets.domain import CdcStatus, Mode, Phase, Writer
 from cdc_assets.errors import ConfigError
 from cdc_assets.settings import Settings
@@ -90,7 +90,7 @@ def cdc_sync(
                 write_for(ident, CdcStatus.FAILED, error=error_text(exc), message="op failed"),
                 Writer.OP,
             )
-            raise
+            raise pipeline_failure(exc) from exc
         # The batch is committed: bookkeeping failures must not fail the run (see
         # write_after_success); the next batch records the progress again.
         write_after_success(

@@ -15,7 +15,14 @@ import dagster as dg
 from cdc_assets.defs.hooks import record_failure_hook, record_success_hook
 from cdc_assets.defs.partitions import PIPELINES
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
-from cdc_assets.defs.run_status import RunIdentity, apply_write, error_text, identify, write_for
+from cdc_assets.defs.run_status import (
+    RunIdentity,
+    apply_write,
+    error_text,
+    identify,
+    pipeline_failure,
+    write_for,
+)
 from cdc_assets.defs.tags import TAG_LOCK_CONFLICT
 from cdc_assets.domain import FullLoadStatus, Phase, Writer
 from cdc_assets.errors import ConcurrentRunError, ConnectError
@@ -47,10 +54,10 @@ def pipeline_run(
     with ExitStack() as stack:
         try:
             stack.enter_context(repo.pipeline_lock(pipeline))
-        except ConcurrentRunError:
+        except ConcurrentRunError as exc:
             context.instance.add_run_tags(context.run_id, {TAG_LOCK_CONFLICT: "true"})
             context.log.error(f"pipeline {pipeline!r}: another run holds the lock; row left alone")
-            raise
+            raise pipeline_failure(exc) from exc
         yield ident
 
 
@@ -115,7 +122,7 @@ def load_pipeline(
                 write_for(ident, FullLoadStatus.FAILED, error=error_text(exc), message="op failed"),
                 Writer.OP,
             )
-            raise
+            raise pipeline_failure(exc) from exc
         write_after_success(
             context,
             lambda: apply_write(

@@ -85,10 +85,54 @@ def run_fact(record: Any, *, error: str | None = None) -> RunFact | None:
 
 
 def error_text(exc: BaseException) -> str:
-    """``last_error`` for an exception: a ``CdcError``'s own line, else a scrubbed first line."""
+    """``last_error`` for an exception: a ``CdcError``'s own line, else a scrubbed first line.
+
+    A :class:`PipelineFailure` (what ops raise, and what hooks see as ``op_exception``) carries
+    that line as its description already.
+    """
     if isinstance(exc, CdcError):
         return exc.for_row()
+    if isinstance(exc, PipelineFailure) and exc.description:
+        return scrub(first_line(exc.description))[:2000]
     return scrub(f"{type(exc).__name__}: {first_line(str(exc))}")[:2000]
+
+
+class PipelineFailure(dg.Failure):
+    """A run's failure as the UI shows it first: the project's one line, fix included.
+
+    Dagster wraps any other exception from an op in ``DagsterExecutionStepExecutionError``,
+    whose "Error occurred while executing op" heads the run page; a ``Failure`` is reported as
+    it is, with its description as the message and its metadata beside it. Raised ``from`` the
+    original error, whose traceback follows below the message (and where the sensors find the
+    ``CdcError`` for ``last_error``).
+    """
+
+
+class SetupFailure(PipelineFailure, dg.DagsterError):
+    """A :class:`PipelineFailure` raised by resource set-up.
+
+    Dagster wraps a resource's exception in ``DagsterResourceFunctionError`` ("Error executing
+    resource_fn on ResourceDefinition connections"), which heads the run's failure event; a
+    ``DagsterError`` passes its user-code boundary unwrapped, so the run's failure event is this
+    error and leads with the project's line. The run still fails before the op (no hook).
+    """
+
+
+def failure_metadata(exc: BaseException) -> dict[str, Any]:
+    """What the UI lists under the message: the parts of the error, all secret-free."""
+    meta: dict[str, Any] = {"error": error_text(exc)}
+    if isinstance(exc, CdcError):
+        meta["kind"] = exc.kind
+        for key, value in (("pipeline", exc.pipeline), ("table", exc.table), ("fix", exc.fix)):
+            if value:
+                meta[key] = scrub(value)
+    return meta
+
+
+def pipeline_failure(exc: BaseException, *, setup: bool = False) -> PipelineFailure:
+    """The Failure to raise (from ``exc``): its description is the ``last_error`` line."""
+    cls = SetupFailure if setup else PipelineFailure
+    return cls(description=error_text(exc), metadata=failure_metadata(exc))
 
 
 def error_info_text(info: Any) -> str | None:
