@@ -42,6 +42,11 @@ def test_lag_of_a_disabled_pipeline_is_still_evaluated(
                 continue
             run = dagster_instance.get_run_by_id(record.run_id)
             if run is not None and run.tags.get(TAG_CHECK_ONLY) == "true":
+                # A launched run records what it executes: only the check, no asset.
+                assert (run.asset_selection, run.asset_check_selection) == (
+                    frozenset(),
+                    frozenset({LAG_KEY}),
+                )
                 data = record.event.dagster_event.event_specific_data
                 assert isinstance(data, dg.AssetCheckEvaluation)
                 return data
