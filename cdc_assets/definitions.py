@@ -19,7 +19,7 @@ OWNERS_BETA_WARNING = (
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Assemble assets, jobs, sensors, schedules and resources for the code location."""
-    from cdc_assets.defs.checks import cdc_lag_check
+    from cdc_assets.defs.checks import idle_lag_sensor, lag_check, row_counts_check
     from cdc_assets.defs.full_load import target_tables
     from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
     from cdc_assets.defs.resources import ControlDb, PostgresConnections
@@ -35,13 +35,14 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     control = ControlDb(url=dg.EnvVar(CONTROL_DB_URL_VAR))
     defs = dg.Definitions(
         assets=[target_tables],
-        asset_checks=[cdc_lag_check],
+        asset_checks=[lag_check(settings), row_counts_check()],
         jobs=[full_load_job, cdc_sync_job],
         sensors=[
             *run_status_sensors(settings),
             reconcile_sensor(settings),
             launch_sensor(settings),
             cdc_sensor(settings),
+            idle_lag_sensor(),
         ],
         schedules=[full_load_refresh_schedule, cdc_sync_schedule],
         # Every job, also the hidden __ASSET_JOB behind the UI's Materialize, runs in the run

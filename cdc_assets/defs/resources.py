@@ -14,8 +14,10 @@ import dagster as dg
 from psycopg import sql
 from pydantic import PrivateAttr
 
-from cdc_assets.defs.tags import complete_run_tags, pipeline_of_tags
+from cdc_assets.defs.run_status import pipeline_failure
+from cdc_assets.defs.tags import complete_run_tags, pipeline_of_run
 from cdc_assets.domain import PipelineSpec, TableRef
+from cdc_assets.errors import CdcError
 from cdc_assets.pg.connect import connect, resolve
 from cdc_assets.settings import Settings
 
@@ -61,13 +63,17 @@ class PostgresConnections(dg.ConfigurableResource):  # type: ignore[type-arg]
         run = context.dagster_run
         if run is None or not self.check_on_setup:
             return
-        name = pipeline_of_tags(run.tags)
+        name = pipeline_of_run(run)
         if name is None:
             return
         if context.instance is not None:
             complete_run_tags(context.instance, run, name, Settings.from_env())
-        resolved = self.resolve(self.control.repository().get(name).spec)
-        self.probe(resolved)
+        try:
+            resolved = self.resolve(self.control.repository().get(name).spec)
+            self.probe(resolved)
+        except CdcError as exc:
+            # Raised as it is, the run page would lead with DagsterResourceFunctionError.
+            raise pipeline_failure(exc, setup=True) from exc
         self._resolved = resolved
 
     def resolve(self, spec: PipelineSpec) -> ResolvedPipeline:

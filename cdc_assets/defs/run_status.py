@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from cdc_assets.defs.tags import is_lock_conflict, phase_of, pipeline_of_tags
+from cdc_assets.defs.tags import is_lock_conflict, phase_of, pipeline_of_run
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
 from cdc_assets.errors import CdcError
 from cdc_assets.pg.connect import first_line
@@ -54,7 +54,7 @@ def identify(instance: dg.DagsterInstance, run_id: str) -> RunIdentity | None:
     if record is None:
         return None
     run = record.dagster_run
-    pipeline = pipeline_of_tags(run.tags)
+    pipeline = pipeline_of_run(run)
     if pipeline is None:
         return None
     return RunIdentity(
@@ -68,7 +68,7 @@ def identify(instance: dg.DagsterInstance, run_id: str) -> RunIdentity | None:
 def run_fact(record: Any, *, error: str | None = None) -> RunFact | None:
     """A run record as the reconciler's :class:`RunFact`; ``None`` for runs of no pipeline."""
     run: dg.DagsterRun = record.dagster_run
-    pipeline = pipeline_of_tags(run.tags)
+    pipeline = pipeline_of_run(run)
     if pipeline is None:
         return None
     end = getattr(record, "end_time", None)
@@ -85,10 +85,54 @@ def run_fact(record: Any, *, error: str | None = None) -> RunFact | None:
 
 
 def error_text(exc: BaseException) -> str:
-    """``last_error`` for an exception: a ``CdcError``'s own line, else a scrubbed first line."""
+    """``last_error`` for an exception: a ``CdcError``'s own line, else a scrubbed first line.
+
+    A :class:`PipelineFailure` (what ops raise, and what hooks see as ``op_exception``) carries
+    that line as its description already.
+    """
     if isinstance(exc, CdcError):
         return exc.for_row()
+    if isinstance(exc, PipelineFailure) and exc.description:
+        return scrub(first_line(exc.description))[:2000]
     return scrub(f"{type(exc).__name__}: {first_line(str(exc))}")[:2000]
+
+
+class PipelineFailure(dg.Failure):
+    """A run's failure as the UI shows it first: the project's one line, fix included.
+
+    Dagster wraps any other exception from an op in ``DagsterExecutionStepExecutionError``,
+    whose "Error occurred while executing op" heads the run page; a ``Failure`` is reported as
+    it is, with its description as the message and its metadata beside it. Raised ``from`` the
+    original error, whose traceback follows below the message (and where the sensors find the
+    ``CdcError`` for ``last_error``).
+    """
+
+
+class SetupFailure(PipelineFailure, dg.DagsterError):
+    """A :class:`PipelineFailure` raised by resource set-up.
+
+    Dagster wraps a resource's exception in ``DagsterResourceFunctionError`` ("Error executing
+    resource_fn on ResourceDefinition connections"), which heads the run's failure event; a
+    ``DagsterError`` passes its user-code boundary unwrapped, so the run's failure event is this
+    error and leads with the project's line. The run still fails before the op (no hook).
+    """
+
+
+def failure_metadata(exc: BaseException) -> dict[str, Any]:
+    """What the UI lists under the message: the parts of the error, all secret-free."""
+    meta: dict[str, Any] = {"error": error_text(exc)}
+    if isinstance(exc, CdcError):
+        meta["kind"] = exc.kind
+        for key, value in (("pipeline", exc.pipeline), ("table", exc.table), ("fix", exc.fix)):
+            if value:
+                meta[key] = scrub(value)
+    return meta
+
+
+def pipeline_failure(exc: BaseException, *, setup: bool = False) -> PipelineFailure:
+    """The Failure to raise (from ``exc``): its description is the ``last_error`` line."""
+    cls = SetupFailure if setup else PipelineFailure
+    return cls(description=error_text(exc), metadata=failure_metadata(exc))
 
 
 def error_info_text(info: Any) -> str | None:

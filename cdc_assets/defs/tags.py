@@ -16,6 +16,8 @@ TAG_PHASE = "cdc/phase"
 TAG_LOCK_CONFLICT = "cdc/lock_conflict"
 TAG_PARTITION = "dagster/partition"
 TAG_MAX_RUNTIME = "dagster/max_runtime_seconds"
+#: On check-only runs the product launches (``cdc_lag_idle_sensor``).
+TAG_CHECK_ONLY = "cdc/check_only"
 
 FULL_LOAD_JOB_NAME = "full_load_job"
 CDC_JOB_NAME = "cdc_sync_job"
@@ -25,6 +27,20 @@ ASSET_JOB_NAME = "__ASSET_JOB"
 def pipeline_of_tags(tags: Mapping[str, str]) -> str | None:
     """The pipeline a run belongs to: ``cdc/pipeline``, else its partition key (UI launches)."""
     return tags.get(TAG_PIPELINE) or tags.get(TAG_PARTITION) or None
+
+
+def pipeline_of_run(run: dg.DagsterRun) -> str | None:
+    """The pipeline a run loads or syncs; ``None`` for a check-only run (``Execute check``).
+
+    Such a run of the partitioned ``cdc_lag`` check carries ``dagster/partition`` = pipeline like
+    a UI full load, but materializes nothing: no status writer may take it for a load. Launched
+    runs record their check selection; the product's own also carry ``cdc/check_only``.
+    """
+    if run.tags.get(TAG_CHECK_ONLY) == "true":
+        return None
+    if run.asset_check_selection and run.asset_selection is not None and not run.asset_selection:
+        return None
+    return pipeline_of_tags(run.tags)
 
 
 def phase_of(job_name: str | None, tags: Mapping[str, str] | None = None) -> Phase:

@@ -83,13 +83,20 @@ class TableProgress:
 
 @dataclass(frozen=True, slots=True)
 class TableResult:
-    """What one table's load moved; ``checksum`` only when verification was switched on."""
+    """What one table's load moved; ``checksum`` only when verification was switched on.
+
+    ``rows`` is exact: the sum of the source's ``COPY n`` command tags of the table's copies,
+    each checked equal to the target's tag for the same stream. ``target_rows`` is the live
+    table counted right after the swap by the load itself (the pipeline lock still held, so no
+    CDC batch can have changed it): the ``row_counts_match`` check compares the two.
+    """
 
     table: TableRef
     rows: int
     bytes: int
     seconds: float
     checksum: str | None
+    target_rows: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +453,6 @@ def _verify(
             )
         end = tally.finished if tally.finished is not None else time.monotonic()
         results.append(
-            TableResult(table.ref, tally.rows, tally.bytes, end - tally.started, checksum)
+            TableResult(table.ref, tally.rows, tally.bytes, end - tally.started, checksum, count)
         )
     return tuple(results)

@@ -528,7 +528,7 @@ def test_batch_reports_lag_against_thresholds(instance, repo, defs, new_db, monk
     assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert warn.metadata["cdc/lag_bytes"].value == lag
     assert warn.metadata["pipeline"].value == "laggy"
-    assert warn.metadata["warn_above"].value == 0
+    assert warn.partition == "laggy" and "WARN above 0" in warn.description
 
     monkeypatch.setenv("CDC_LAG_FAIL_BYTES", "0")
     with wal_traffic(src):
@@ -544,42 +544,109 @@ def test_batch_reports_lag_against_thresholds(instance, repo, defs, new_db, monk
     assert lag_evaluation(instance).passed
 
 
-def test_cdc_lag_check_uses_the_worst_recorded_lag(
-    instance, repo, defs, new_db, monkeypatch
-) -> None:
-    monkeypatch.setenv("CDC_LAG_WARN_BYTES", "100")
-    monkeypatch.setenv("CDC_LAG_FAIL_BYTES", "1000")
-    src, dst = new_db("src"), new_db("dst")
-    for name in ("lag_a", "lag_b"):
-        repo.add(spec(name, src, dst, mode=Mode.FULL_LOAD_AND_CDC))
-        repo.record_cdc_progress(name, run_id="r", lsn=Lsn("0/10"), lag_bytes=10)
-    # Disabled or full_load-only pipelines do not count, however large their recorded lag.
-    repo.add(spec("off", src, dst, mode=Mode.FULL_LOAD_AND_CDC, enabled=False))
-    repo.record_cdc_progress("off", run_id="r", lsn=Lsn("0/10"), lag_bytes=10**9)
-    repo.add(spec("plain", src, dst))
-    repo.record_cdc_progress("plain", run_id="r", lsn=Lsn("0/10"), lag_bytes=10**9)
-    # The UI's "Execute check" runs the hidden asset job, subset to the check.
+def lag_by_pipeline(instance: dg.DagsterInstance) -> dict[str, Any]:
+    """The latest stored ``cdc_lag`` evaluation of each partition (= pipeline)."""
+    latest: dict[str, Any] = {}
+    for record in instance.event_log_storage.get_asset_check_execution_history(
+        LAG_KEY, limit=100
+    ):  # newest first
+        if record.partition is not None and record.event is not None:
+            data = record.event.dagster_event.event_specific_data
+            if isinstance(data, dg.AssetCheckEvaluation):
+                latest.setdefault(record.partition, data)
+    return latest
+
+
+def big_wal(url: str, megabytes: int) -> None:
+    """Write at least ``megabytes`` MiB of WAL on the source, outside any pipeline's tables."""
+    with psycopg.connect(url, autocommit=True, options="-c synchronous_commit=on") as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.ballast (x text)")
+        conn.execute(
+            "INSERT INTO public.ballast SELECT repeat('x', 1000) FROM generate_series(1, %s)",
+            (megabytes * 1100,),
+        )
+
+
+def test_cdc_lag_is_one_result_per_pipeline(instance, repo, defs, new_db, monkeypatch) -> None:
+    src_a, _, _ = loaded(instance, repo, defs, new_db, "lag_a")
+    loaded(instance, repo, defs, new_db, "lag_b")
+    # Batches: lag_a's is judged with WARN at 0 while WAL is written, lag_b's afterwards with
+    # thresholds nothing reaches. The last batch (lag_b) must not overwrite lag_a's result.
+    monkeypatch.setenv("CDC_LAG_WARN_BYTES", "0")
+    monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(10**12))
+    with wal_traffic(src_a):
+        assert execute_pipeline(instance, "lag_a", Phase.CDC, defs=defs).success
+    monkeypatch.setenv("CDC_LAG_WARN_BYTES", str(10**12))
+    assert execute_pipeline(instance, "lag_b", Phase.CDC, defs=defs).success
+    results = lag_by_pipeline(instance)
+    assert set(results) == {"lag_a", "lag_b"}
+    a, b = results["lag_a"], results["lag_b"]
+    assert (a.passed, a.severity, b.passed) == (False, dg.AssetCheckSeverity.WARN, True)
+    assert a.metadata["cdc/lag_bytes"].value == repo.get("lag_a").cdc_lag_bytes > 0
+    assert set(a.metadata) == {"pipeline", "cdc/lag_bytes"}  # no constant threshold series
+    assert "WARN above 0" in a.description and "ERROR above" in a.description
+
+    # Executed by hand (the UI's "Execute check" on a partition): each partition measures its
+    # own slot now. lag_a's slot stays behind 4 MiB of WAL; lag_b's batch confirms past it.
+    big_wal(src_a, 4)
+    assert execute_pipeline(instance, "lag_b", Phase.CDC, defs=defs).success
+    monkeypatch.setenv("CDC_LAG_WARN_BYTES", str(1 << 20))
+    monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(2 << 20))
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection=set(), asset_check_selection={LAG_KEY}
     )
+    for name in ("lag_a", "lag_b"):
+        [evaluation] = job.execute_in_process(
+            instance=instance, partition_key=name
+        ).get_asset_check_evaluations()
+        assert (evaluation.partition, evaluation.metadata["pipeline"].value) == (name, name)
+    results = lag_by_pipeline(instance)
+    a, b = results["lag_a"], results["lag_b"]
+    assert (a.passed, a.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert a.metadata["cdc/lag_bytes"].value >= 4 << 20
+    assert b.passed and b.metadata["cdc/lag_bytes"].value < 1 << 20
 
-    def evaluate(lag_b: int) -> Any:
-        repo.record_cdc_progress("lag_b", run_id="r", lsn=Lsn("0/10"), lag_bytes=lag_b)
-        [evaluation] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
-        assert evaluation.check_name == LAG_CHECK
-        assert evaluation.metadata["cdc/lag_bytes_max"].value == max(10, lag_b)
-        assert evaluation.metadata["lag_b/lag_bytes"].value == lag_b
-        assert "off/lag_bytes" not in evaluation.metadata
-        assert "plain/lag_bytes" not in evaluation.metadata
-        return evaluation
 
-    assert evaluate(100).passed  # at the warn threshold: passes
-    warn = evaluate(101)
-    assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
-    warn = evaluate(1000)
-    assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
-    error = evaluate(1001)
-    assert (error.passed, error.severity) == (False, dg.AssetCheckSeverity.ERROR)
+def test_cdc_lag_keeps_evaluating_disabled_and_stopped_pipelines(
+    instance, repo, defs, new_db, monkeypatch
+) -> None:
+    src, _, _ = loaded(instance, repo, defs, new_db, "idle_off")
+    assert execute_pipeline(instance, "idle_off", Phase.CDC, defs=defs).success
+    loaded(instance, repo, defs, new_db, "idle_on")
+    assert execute_pipeline(instance, "idle_on", Phase.CDC, defs=defs).success
+    repo.set_enabled("idle_off", False)
+    # No batch runs for a disabled pipeline, yet its slot keeps holding the WAL written since.
+    big_wal(src, 2)
+    monkeypatch.setenv("CDC_LAG_WARN_BYTES", str(1 << 20))
+    monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(10**12))
+    before = lag_by_pipeline(instance)
+    sensor = defs.resolve_sensor_def("cdc_lag_idle_sensor")
+    with (
+        dg.partition_loading_context(dynamic_partitions_store=instance),
+        dg.build_sensor_context(
+            instance=instance, resources=resources(repo), definitions=defs
+        ) as ctx,
+    ):
+        [request] = sensor.evaluate_tick(ctx).run_requests or []
+    assert (request.partition_key, request.asset_check_keys) == ("idle_off", [LAG_KEY])
+    # Run it as the daemon would: the hidden asset job, subset to the check, on the partition.
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={LAG_KEY}
+    )
+    run = job.execute_in_process(instance=instance, partition_key="idle_off", tags=request.tags)
+    assert run.success
+    after = lag_by_pipeline(instance)
+    off = after["idle_off"]
+    assert off is not before["idle_off"] and off.partition == "idle_off"
+    assert (off.passed, off.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert off.metadata["cdc/lag_bytes"].value >= 2 << 20
+    # The enabled pipeline is left to its batches: the sensor did not evaluate it.
+    assert after["idle_on"] == before["idle_on"]
+    # A check-only run is no pipeline run: the reconciler does not take it for a full load.
+    reconcile(instance, repo, ["idle_off"])
+    row = repo.get("idle_off")
+    assert row.full_load_run_id != run.dagster_run.run_id
+    assert row.full_load_status is FullLoadStatus.COMPLETED
 
 
 def test_reconciler_repairs_a_first_batch_older_than_the_rows_last_change(

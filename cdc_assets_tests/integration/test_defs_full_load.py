@@ -1,17 +1,24 @@
 """The full-load asset in a real Dagster instance: op and hook writes, lock, reconciler."""
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
+import psycopg
 import pytest
 
+from cdc_assets.defs.checks import ROW_COUNTS_KEY
 from cdc_assets.defs.full_load import TARGET_TABLES
 from cdc_assets.defs.reconciler import reconcile
-from cdc_assets.defs.tags import TAG_LOCK_CONFLICT, TAG_PIPELINE
-from cdc_assets.domain import FullLoadStatus, Phase, Writer
+from cdc_assets.defs.tags import TAG_CHECK_ONLY, TAG_LOCK_CONFLICT, TAG_PIPELINE
+from cdc_assets.domain import FullLoadStatus, Mode, Phase, Writer
 from cdc_assets.ops_cli import execute_pipeline
 from cdc_assets.status.reconcile import RUN_RECORD_MISSING
 from cdc_assets_tests.e2e.pipelines import count, events, make_source, spec
+from cdc_assets_tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +183,125 @@ def test_hooks_are_attached_to_the_asset_itself(instance, repo, new_db) -> None:
     tags = instance.get_run_by_id(result.dagster_run.run_id).tags
     assert tags[TAG_PIPELINE] == "mat"  # added at run start for partition-only launches
     assert repo.get("mat").full_load_status is FullLoadStatus.COMPLETED
+
+
+# -- row_counts_match ------------------------------------------------------------------------------
+
+
+def row_count_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[Any]:
+    return [
+        e.dagster_event.event_specific_data
+        for e in instance.all_logs(run_id)
+        if e.dagster_event
+        and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.dagster_event.event_specific_data.check_name == "row_counts_match"
+    ]
+
+
+def evaluate_row_counts_by_hand(
+    defs: dg.Definitions, instance: dg.DagsterInstance, name: str
+) -> Any:
+    """The UI's "Execute check" on one partition: the hidden asset job, subset to the check."""
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={ROW_COUNTS_KEY}
+    )
+    result = job.execute_in_process(
+        instance=instance, partition_key=name, tags={TAG_CHECK_ONLY: "true"}
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.partition == name
+    return evaluation
+
+
+@contextmanager
+def inserting(url: str, first_id: int) -> Iterator[list[int]]:
+    """Insert rows into public.orders, one commit each, for as long as the block runs."""
+    stop = threading.Event()
+    done: list[int] = [0]
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                while not stop.is_set():
+                    conn.execute(
+                        "INSERT INTO public.orders VALUES (%s, 'concurrent')", (first_id + done[0],)
+                    )
+                    done[0] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    wait_until(lambda: done[0] > 0 or errors, timeout=10, describe="the writer to start")
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("mode", [Mode.FULL_LOAD, Mode.FULL_LOAD_AND_CDC])
+def test_row_counts_match_passes_under_a_concurrent_writer(
+    instance, repo, defs, new_db, mode
+) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    make_source(src, rows=50_000)
+    repo.add(spec("busy", src, dst, mode=mode))
+    with inserting(src, 10_000_000) as inserted:
+        result = execute_pipeline(instance, "busy", Phase.FULL_LOAD, defs=defs)
+        wait_until(lambda: inserted[0] > 100, timeout=30, describe="rows inserted")
+    assert result.success
+    copied = repo.get("busy").full_load_rows
+    assert copied is not None and copied >= 50_000
+    assert count(src) == 50_000 + inserted[0] > copied  # the source moved on during the load
+    [check] = row_count_evaluations(instance, result.dagster_run.run_id)
+    assert check.passed, check.description
+    assert check.metadata["public.orders/copied"].value == copied
+    assert check.metadata["public.orders/target"].value == copied
+    assert check.description and "COPY" in check.description
+
+
+def test_row_counts_match_fails_when_target_rows_are_deleted(instance, repo, defs, new_db) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    make_source(src, rows=50)
+    repo.add(spec("plain", src, dst))
+    assert execute_pipeline(instance, "plain", Phase.FULL_LOAD, defs=defs).success
+    # Nothing but a load writes a full_load target, even while the source changes.
+    with psycopg.connect(src, autocommit=True) as conn:
+        conn.execute("INSERT INTO public.orders VALUES (1000, 'after the load')")
+    assert evaluate_row_counts_by_hand(defs, instance, "plain").passed
+
+    with psycopg.connect(dst, autocommit=True) as conn:
+        conn.execute("DELETE FROM public.orders WHERE id <= 5")
+    failed = evaluate_row_counts_by_hand(defs, instance, "plain")
+    assert (failed.passed, failed.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert failed.metadata["public.orders/copied"].value == 50
+    assert failed.metadata["public.orders/target"].value == 45
+    assert failed.metadata["mismatched"].value == "public.orders"
+
+
+def test_row_counts_match_of_a_cdc_pipeline_compares_with_the_source_once_caught_up(
+    instance, repo, defs, new_db
+) -> None:
+    src, dst = new_db("src"), new_db("dst")
+    make_source(src, rows=50)
+    repo.add(spec("flow", src, dst, mode=Mode.FULL_LOAD_AND_CDC))
+    assert execute_pipeline(instance, "flow", Phase.FULL_LOAD, defs=defs).success
+    with psycopg.connect(src, autocommit=True) as conn:
+        conn.execute("INSERT INTO public.orders VALUES (1000, 'after the load')")
+    # A change not applied yet: the counts legitimately differ, so no verdict, and no failure.
+    pending = evaluate_row_counts_by_hand(defs, instance, "flow")
+    assert pending.passed and pending.metadata["compared"].value is False
+
+    assert execute_pipeline(instance, "flow", Phase.CDC, defs=defs).success
+    caught_up = evaluate_row_counts_by_hand(defs, instance, "flow")
+    assert caught_up.passed and caught_up.metadata["compared"].value is True
+    assert caught_up.metadata["public.orders/source"].value == 51
+
+    with psycopg.connect(dst, autocommit=True) as conn:
+        conn.execute("DELETE FROM public.orders WHERE id <= 5")
+    failed = evaluate_row_counts_by_hand(defs, instance, "flow")
+    assert (failed.passed, failed.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert failed.metadata["public.orders/target"].value == 46

@@ -7,6 +7,7 @@ import pytest
 
 from cdc_assets.defs.cdc import LAG_CHECK, lag_check_result
 from cdc_assets.defs.full_load import TARGET_TABLES
+from cdc_assets.defs.tags import TAG_CHECK_ONLY, pipeline_of_run
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
 from cdc_assets.settings import SettingError, Settings
 from cdc_assets.status.reconcile import PhaseFact, RowFact, RunFact, RunState, decide, write_for_run
@@ -14,6 +15,7 @@ from cdc_assets.status.reconcile import PhaseFact, RowFact, RunFact, RunState, d
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+LAG_KEY = dg.AssetCheckKey(TARGET_TABLES, LAG_CHECK)
 LIMITS = Settings(lag_warn_bytes=100, lag_fail_bytes=1000)
 
 
@@ -39,8 +41,40 @@ def test_lag_verdict_against_thresholds(lag: int, passed: bool, severity: object
         assert evaluation.severity is severity
     assert evaluation.metadata["pipeline"].value == "shop"
     assert evaluation.metadata["cdc/lag_bytes"].value == lag
-    assert evaluation.metadata["warn_above"].value == 100
-    assert evaluation.metadata["fail_above"].value == 1000
+    # One result per pipeline; constant thresholds in the text, not plotted as metadata.
+    assert evaluation.partition == "shop"
+    assert set(evaluation.metadata) == {"pipeline", "cdc/lag_bytes"}
+    assert evaluation.description is not None
+    assert "WARN above 100" in evaluation.description
+    assert "ERROR above 1000" in evaluation.description
+
+
+@pytest.mark.parametrize(
+    ("assets", "checks", "tags", "pipeline"),
+    [
+        # "Execute check" in the UI: the run records a selection of checks only.
+        (frozenset(), frozenset({LAG_KEY}), {}, None),
+        # The idle-lag sensor's runs say so in a tag too (in-process runs record no selection).
+        (None, None, {TAG_CHECK_ONLY: "true"}, None),
+        # Materialize: the asset (and its checks) selected, a load of the partition's pipeline.
+        (frozenset({TARGET_TABLES}), frozenset({LAG_KEY}), {}, "shop"),
+        # full_load_job / cdc_sync_job launches record no selection.
+        (None, None, {}, "shop"),
+    ],
+)
+def test_check_only_runs_are_no_pipeline_runs(
+    assets: frozenset[dg.AssetKey] | None,
+    checks: frozenset[dg.AssetCheckKey] | None,
+    tags: dict[str, str],
+    pipeline: str | None,
+) -> None:
+    run = dg.DagsterRun(
+        job_name="__ASSET_JOB",
+        tags={"dagster/partition": "shop", **tags},
+        asset_selection=assets,
+        asset_check_selection=checks,
+    )
+    assert pipeline_of_run(run) == pipeline
 
 
 def test_lag_thresholds_come_from_the_environment() -> None:
