@@ -251,7 +251,7 @@ class PipelineRepository:
     def reset(
         self, name: str, *, writer: Writer = Writer.CLI, message: str | None = None
     ) -> PipelineRow:
-        """Both phases back to ``NOT_STARTED``, progress and errors cleared, one event per phase.
+        """Both phases back to ``NOT_STARTED``, progress and errors cleared; an event per change.
 
         The reset time stays in ``*_run_created_at`` (with no run id) as a fence: events of runs
         created before the reset are stale and cannot bring the old status back.
@@ -261,6 +261,8 @@ class PipelineRepository:
             now = s.scalar(select(func.clock_timestamp()))
             note = message or "reset"
             for phase, old in ((Phase.FULL_LOAD, p.full_load_status), (Phase.CDC, p.cdc_status)):
+                if old.value == FullLoadStatus.NOT_STARTED.value:
+                    continue  # no status change, no event
                 s.add(
                     PipelineEventRecord(
                         pipeline_id=p.id,
@@ -306,7 +308,10 @@ class PipelineRepository:
         rows: int | None = None,
         message: str | None = None,
     ) -> bool:
-        """Apply a guarded full-load status write; True if the status changed (one event written).
+        """Apply a guarded full-load status write; True if the row now records this write.
+
+        A status change writes one event; a newer run reporting the status the row already has
+        moves only the run columns (no event: ``pipeline_events`` holds status changes).
 
         ``IN_PROGRESS`` stamps ``full_load_started_at``; ``COMPLETED`` stamps
         ``full_load_completed_at``, stores ``rows`` and clears ``last_error``; ``FAILED`` stores
@@ -335,7 +340,10 @@ class PipelineRepository:
         error: str | None = None,
         message: str | None = None,
     ) -> bool:
-        """Apply a guarded CDC status write; True if the status changed (one event written).
+        """Apply a guarded CDC status write; True if the row now records this write.
+
+        As :meth:`transition_full_load`: the next good batch of an ``ACTIVE`` pipeline updates
+        the run columns and ``last_run_id`` without an ``ACTIVE -> ACTIVE`` event.
 
         ``ACTIVE`` clears ``last_error``; ``FAILED`` stores ``error`` (scrubbed).
         """
@@ -419,6 +427,7 @@ class PipelineRepository:
             if decision.outcome is Outcome.TAKE_AUTHORITY:
                 return False
             old = current.status
+            follow = decision.outcome is Outcome.FOLLOW
             fields.set(p, "status", to)
             fields.set(p, "run_id", run_id)
             fields.set(p, "run_created_at", run_created_at)
@@ -438,6 +447,8 @@ class PipelineRepository:
             elif to in (FullLoadStatus.FAILED, CdcStatus.FAILED):
                 p.last_error = _row_error(error, f"run {run_id} failed (no reason reported)")
                 event_message = message or p.last_error
+            if follow:  # same status, newer run: the row follows it; events are status changes
+                return True
             s.add(
                 PipelineEventRecord(
                     pipeline_id=p.id,

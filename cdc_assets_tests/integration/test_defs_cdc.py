@@ -659,3 +659,33 @@ def test_a_column_filled_per_row_is_a_run_warning(instance, repo, defs, new_db) 
     ]
     assert any("'token'" in str(m["cdc/warnings"].value) for m in observed if "cdc/warnings" in m)
     assert count(dst) == count(src)
+
+
+# -- issue 11: events are status changes only ---------------------------------------------------
+
+
+def test_batches_of_an_active_pipeline_write_one_status_event(instance, repo, defs, new_db) -> None:
+    """Three good batches: one NOT_STARTED -> ACTIVE event; progress moves the row only."""
+    src, dst, _ = loaded(instance, repo, defs, new_db, "steady")
+    before = repo.get("steady")
+    for i in range(3):
+        sql(src, "INSERT INTO public.orders VALUES (%s, 'batch')", (3000 + i,))
+        result = execute_pipeline(instance, "steady", Phase.CDC, defs=defs)
+        assert result.success
+        run_id = result.dagster_run.run_id
+        row = repo.get("steady")
+        assert (row.cdc_status, row.cdc_run_id, row.last_run_id) == (
+            CdcStatus.ACTIVE,
+            run_id,
+            run_id,
+        )
+        assert row.cdc_lsn == target_watermark(dst, "steady") == slot_confirmed(src, "steady")
+        assert row.updated_at > before.updated_at
+        before = row
+    assert count(dst) == 23
+    cdc_events = [e for e in events(repo, "steady") if e[0] == "cdc"]
+    assert cdc_events == [("cdc", "NOT_STARTED", "ACTIVE", "op")]
+    # Confirming the last run from its record adds no event either.
+    reconcile(instance, repo, ["steady"])
+    assert [e for e in events(repo, "steady") if e[0] == "cdc"] == cdc_events
+    assert repo.get("steady").cdc_authority is Writer.RECONCILER
