@@ -252,8 +252,8 @@ def launch_cdc_requests(
             resolved = connections.resolve(row.spec)
             pending = has_pending_changes(row.spec, source_url=resolved.source_url)
         except ConsistencyError as exc:
-            # Slot gone: one batch fails with the full reason and the row turns FAILED now,
-            # instead of staying ACTIVE until the next heartbeat.
+            # Slot gone, or the row's tables differ from the publication's: one batch fails
+            # with the full reason and the row turns FAILED now, instead of staying ACTIVE.
             log.warning(f"{row.name}: {error_text(exc)}; launching a batch to record it")
             requests.append(cdc_request(row, settings, None))
             continue

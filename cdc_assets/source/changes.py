@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from cdc_assets.domain import AddedColumnFill, Lsn
+from cdc_assets.domain import AddedColumnFill, Lsn, TableRef
 
 HEARTBEAT_PREFIX = "cdc_assets"
 FETCH_SIZE = 5000
@@ -57,6 +57,20 @@ def publication_exists(conn: psycopg.Connection[Any], publication: str) -> bool:
     """True when the pipeline's publication is still there (a peek without it fails late)."""
     row = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
     return row.fetchone() is not None
+
+
+def publication_tables(conn: psycopg.Connection[Any], publication: str) -> frozenset[TableRef]:
+    """The tables whose changes the publication sends, as catalog names (unquoted, case kept).
+
+    Read from ``pg_publication_tables``, which lists what decoding will actually emit: with
+    ``publish_via_partition_root`` (how the full load creates the publication) a partitioned table
+    appears under its own name, not its partitions', so it compares equal to the row's entry.
+    """
+    rows = conn.execute(
+        "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = %s",
+        (publication,),
+    ).fetchall()
+    return frozenset(TableRef(schema, name) for schema, name in rows)
 
 
 def flush_source_wal(conn: psycopg.Connection[Any]) -> bool:

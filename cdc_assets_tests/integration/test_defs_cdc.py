@@ -689,3 +689,69 @@ def test_batches_of_an_active_pipeline_write_one_status_event(instance, repo, de
     reconcile(instance, repo, ["steady"])
     assert [e for e in events(repo, "steady") if e[0] == "cdc"] == cdc_events
     assert repo.get("steady").cdc_authority is Writer.RECONCILER
+
+
+# -- issue 11: tables edited by SQL after the full load -------------------------------------------
+
+ITEMS = '"Sales"."Order Items"'
+
+
+@pytest.mark.parametrize("edit", ["added", "removed"])
+def test_tables_edited_after_the_load_fail_the_batch(
+    instance, repo, defs, new_db, control_url, edit
+) -> None:
+    """A table added to (or removed from) ``tables`` by SQL: the batch FAILS naming it and the fix.
+
+    The pipeline also holds a partitioned table (published via its root) and a quoted
+    identifier, which must not count as a difference before the edit.
+    """
+    src, dst = new_db("src"), new_db("dst")
+    make_source(src, rows=5)
+    sql(src, 'CREATE SCHEMA "Sales"')
+    sql(src, 'CREATE TABLE "Sales"."Order Items" (id bigint PRIMARY KEY, qty int NOT NULL)')
+    sql(
+        src,
+        "CREATE TABLE public.readings (id bigint, at date, PRIMARY KEY (id, at))"
+        " PARTITION BY RANGE (at)",
+    )
+    sql(
+        src,
+        "CREATE TABLE public.readings_2025 PARTITION OF public.readings"
+        " FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+    )
+    sql(src, "INSERT INTO public.readings VALUES (1, '2025-03-01')")
+    tables = ("public.orders", "public.readings") + ((ITEMS,) if edit == "removed" else ())
+    repo.add(spec("edited", src, dst, tables=tables, mode=Mode.FULL_LOAD_AND_CDC))
+    assert execute_pipeline(instance, "edited", Phase.FULL_LOAD, defs=defs).success
+    sql(src, "INSERT INTO public.readings VALUES (2, '2025-04-01')")
+    [first] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, first).success
+    assert repo.get("edited").cdc_status is CdcStatus.ACTIVE
+    assert count(dst, "public.readings") == 2
+
+    control = control_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    if edit == "added":
+        edit_sql = "UPDATE public.pipelines SET tables = tables || %s::text WHERE name = 'edited'"
+    else:
+        edit_sql = (
+            "UPDATE public.pipelines SET tables = array_remove(tables, %s) WHERE name = 'edited'"
+        )
+    sql(control, edit_sql, (ITEMS,))
+    sql(src, 'INSERT INTO "Sales"."Order Items" VALUES (1, 2)')
+    sql(src, "INSERT INTO public.orders VALUES (1000, 'after the edit')")
+
+    # The sensor does not wait for a change it cannot see: it launches the batch that says why.
+    [request] = sensor_tick(defs, instance, repo)
+    result = launch(defs, instance, request)
+
+    assert not result.success
+    row = repo.get("edited")
+    assert (row.cdc_status, row.last_run_id) == (CdcStatus.FAILED, result.dagster_run.run_id)
+    error = row.last_error or ""
+    assert ITEMS in error and "cdc-assets pipeline reset edited" in error, error
+    assert ("not captured" if edit == "added" else "no longer in the row") in error, error
+    assert "public.orders" not in error and "public.readings" not in error, error
+    assert events(repo, "edited")[-1] == ("cdc", "ACTIVE", "FAILED", "op")
+    assert count(dst) == 5  # nothing of the failed batch was applied
+    # FAILED: no more sensor launches (the schedule retries, with its backoff, and fails the same).
+    assert sensor_tick(defs, instance, repo) == []
