@@ -320,14 +320,16 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
 
     requests = sensor_tick(defs, instance, repo)
 
-    assert sorted(r.partition_key for r in requests) == ["fresh", "ready"]
+    # "stopped" is enabled (again): CDC resumes (issue 11 item 5); "off" is disabled.
+    assert sorted(r.partition_key for r in requests) == ["fresh", "ready", "stopped"]
+    assert repo.get("off").cdc_status is CdcStatus.STOPPED  # disabled and idle: stopped
     for r in requests:
         assert r.job_name == "cdc_sync_job"
         assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
     # FAILED CDC is not relaunched by the sensor (every 5 s); the schedule retries it.
     heartbeat = schedule_tick(defs, instance, repo)
-    assert sorted(r.partition_key for r in heartbeat) == ["broken", "fresh", "ready"]
-    assert len({r.run_key for r in heartbeat}) == 3
+    assert sorted(r.partition_key for r in heartbeat) == ["broken", "fresh", "ready", "stopped"]
+    assert len({r.run_key for r in heartbeat}) == 4
     for r in heartbeat:
         assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
 
@@ -342,7 +344,7 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
     sql(src, "CREATE TABLE public.wal_maker AS SELECT g FROM generate_series(1, 1000) g")
     assert pending_bytes(ready, source_url=src) > 0
     idle = sensor_tick(defs, instance, repo)
-    assert [r.partition_key for r in idle] == ["fresh"]
+    assert sorted(r.partition_key for r in idle) == ["fresh", "stopped"]
 
 
 def test_no_schedule_requests_when_nothing_is_active(instance, repo, defs, new_db) -> None:
@@ -755,3 +757,126 @@ def test_tables_edited_after_the_load_fail_the_batch(
     assert count(dst) == 5  # nothing of the failed batch was applied
     # FAILED: no more sensor launches (the schedule retries, with its backoff, and fails the same).
     assert sensor_tick(defs, instance, repo) == []
+
+
+# -- issue 11: disable stops CDC (STOPPED, slot kept), enable resumes -----------------------------
+
+
+def cli(control_url: str, *argv: str) -> int:
+    from cdc_assets.cli import main
+
+    return main(["--control-db-url", control_url, *argv])
+
+
+def lock_waiters(url: str) -> int:
+    """Sessions of other backends on ``url``'s database waiting for a lock (the held batch)."""
+    row = sql(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    return int(row[0])
+
+
+def test_disable_stops_cdc_and_enable_resumes_where_it_stopped(
+    instance, repo, defs, new_db, control_url
+) -> None:
+    src, dst, _ = loaded(instance, repo, defs, new_db, "pause")
+    [first] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, first).success
+    assert repo.get("pause").cdc_status is CdcStatus.ACTIVE
+
+    # A batch is running (held on a target lock) when the pipeline is disabled.
+    sql(src, "INSERT INTO public.orders VALUES (4000, 'during the disable')")
+    outcome: list[dg.ExecuteInProcessResult] = []
+    with psycopg.connect(dst) as holder:
+        holder.execute("LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE")
+        batch = threading.Thread(
+            target=lambda: outcome.append(execute_pipeline(instance, "pause", Phase.CDC, defs=defs))
+        )
+        batch.start()
+        wait_until(lambda: lock_waiters(dst) > 0, timeout=60, describe="the batch to wait")
+        assert cli(control_url, "pipeline", "disable", "pause") == 0
+        row = repo.get("pause")
+        assert (row.enabled, row.cdc_status, row.cdc_authority) == (
+            False,
+            CdcStatus.STOPPED,
+            Writer.CLI,
+        )
+        holder.rollback()
+    batch.join(timeout=120)
+    [late] = outcome
+    assert late.success  # the batch was applied ...
+    late_run = late.dagster_run.run_id
+    assert count(dst) == 21
+    # ... but ended after the disable: neither its op, its run-status sensor nor the reconciler
+    # flips the row back to ACTIVE. Its progress is recorded.
+    run_status_sensor(
+        defs, instance, repo, "pipeline_run_success_sensor", late_run, "PIPELINE_SUCCESS"
+    )
+    assert [o for o in reconcile(instance, repo, ["pause"]) if o.changed] == []
+    row = repo.get("pause")
+    assert row.cdc_status is CdcStatus.STOPPED
+    assert row.cdc_lsn == target_watermark(dst, "pause")
+    assert [e for e in events(repo, "pause") if e[0] == "cdc"] == [
+        ("cdc", "NOT_STARTED", "ACTIVE", "op"),
+        ("cdc", "ACTIVE", "STOPPED", "cli"),
+    ]
+    assert repo.events("pause", limit=1)[0].message == "disabled"
+    assert slot_confirmed(src, "pause") is not None  # the slot is kept
+
+    # Disabled: changes wait in the slot; neither the sensor nor the schedule runs a batch.
+    sql(src, "INSERT INTO public.orders VALUES (4001, 'while disabled')")
+    assert sensor_tick(defs, instance, repo) == []
+    assert schedule_tick(defs, instance, repo) == []
+    assert count(dst) == 21
+
+    # Enabled: the sensor resumes at once (one run key per stop) from the watermark.
+    assert cli(control_url, "pipeline", "enable", "pause") == 0
+    assert repo.get("pause").cdc_status is CdcStatus.STOPPED
+    [resume] = sensor_tick(defs, instance, repo)
+    assert resume.run_key is not None and resume.run_key.startswith("cdc_resume:pause:")
+    assert [r.run_key for r in sensor_tick(defs, instance, repo)] == [resume.run_key]
+    result = launch(defs, instance, resume)
+    assert result.success
+    assert count(dst) == 22
+    assert sql(dst, "SELECT note FROM public.orders WHERE id = 4001") == ("while disabled",)
+    row = repo.get("pause")
+    assert (row.cdc_status, row.cdc_run_id) == (CdcStatus.ACTIVE, result.dagster_run.run_id)
+    assert row.cdc_lsn == target_watermark(dst, "pause") == slot_confirmed(src, "pause")
+    assert events(repo, "pause")[-1] == ("cdc", "STOPPED", "ACTIVE", "op")
+
+
+def test_disabled_by_sql_is_stopped_by_the_sensor_once_idle(
+    instance, repo, defs, new_db, control_url
+) -> None:
+    """``UPDATE pipelines SET enabled = false`` has no CLI: the CDC sensor writes STOPPED."""
+    src, dst, _ = loaded(instance, repo, defs, new_db, "sqloff")
+    [first] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, first).success
+    control = control_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    sql(control, "UPDATE public.pipelines SET enabled = false WHERE name = 'sqloff'")
+    sql(src, "INSERT INTO public.orders VALUES (5000, 'while disabled')")
+
+    # Not while a run of the pipeline is going: that run ends first.
+    busy = instance.create_run_for_job(
+        defs.resolve_job_def("cdc_sync_job"),
+        tags={"cdc/pipeline": "sqloff", "dagster/partition": "sqloff"},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    assert sensor_tick(defs, instance, repo) == []
+    assert repo.get("sqloff").cdc_status is CdcStatus.ACTIVE
+    instance.delete_run(busy.run_id)
+
+    assert sensor_tick(defs, instance, repo) == []
+    row = repo.get("sqloff")
+    assert (row.cdc_status, row.cdc_authority) == (CdcStatus.STOPPED, Writer.SENSOR)
+    assert events(repo, "sqloff")[-1] == ("cdc", "ACTIVE", "STOPPED", "sensor")
+    assert [o for o in reconcile(instance, repo, ["sqloff"]) if o.changed] == []
+    assert sensor_tick(defs, instance, repo) == [] and len(events(repo, "sqloff")) == 4
+
+    sql(control, "UPDATE public.pipelines SET enabled = true WHERE name = 'sqloff'")
+    [resume] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, resume).success
+    assert repo.get("sqloff").cdc_status is CdcStatus.ACTIVE
+    assert sql(dst, "SELECT note FROM public.orders WHERE id = 5000") == ("while disabled",)
