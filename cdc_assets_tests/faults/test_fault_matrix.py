@@ -4,7 +4,8 @@ Each scenario: a full_load_and_cdc pipeline is added (the launch sensor starts i
 a workload writes to the source; a run is held mid-flight (table lock) and the fault injected; the
 system recovers on its own or with the documented operator command; then
 
-1. the row equals Dagster's run record for the faulted run and for the latest runs after recovery,
+1. the row equals Dagster's run record for the faulted full load and for the latest runs after
+   recovery; a CDC batch is faulted with its pipeline disabled, so its row must stay STOPPED,
 2. every target table's checksum equals the source's once CDC caught up,
 3. no slot, publication or staging table leaked (and none at all after ``pipeline remove``).
 
