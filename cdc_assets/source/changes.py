@@ -59,18 +59,24 @@ def publication_exists(conn: psycopg.Connection[Any], publication: str) -> bool:
     return row.fetchone() is not None
 
 
-def publication_tables(conn: psycopg.Connection[Any], publication: str) -> frozenset[TableRef]:
+def publication_tables(
+    conn: psycopg.Connection[Any], publication: str
+) -> frozenset[TableRef] | None:
     """The tables whose changes the publication sends, as catalog names (unquoted, case kept).
 
     Read from ``pg_publication_tables``, which lists what decoding will actually emit: with
     ``publish_via_partition_root`` (how the full load creates the publication) a partitioned table
     appears under its own name, not its partitions', so it compares equal to the row's entry.
+    ``None`` when there is no such publication (one query answers both, for the sensors' sake).
     """
     rows = conn.execute(
-        "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = %s",
+        "SELECT t.schemaname::text, t.tablename::text FROM pg_publication p"
+        " LEFT JOIN pg_publication_tables t ON t.pubname = p.pubname WHERE p.pubname = %s",
         (publication,),
     ).fetchall()
-    return frozenset(TableRef(schema, name) for schema, name in rows)
+    if not rows:
+        return None
+    return frozenset(TableRef(schema, name) for schema, name in rows if schema is not None)
 
 
 def flush_source_wal(conn: psycopg.Connection[Any]) -> bool:
