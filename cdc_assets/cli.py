@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 from cdc_assets import settings
 from cdc_assets.domain import (
     MAX_IDENTIFIER_BYTES,
+    CdcStatus,
     InvalidName,
     Mode,
     PipelineSpec,
@@ -386,8 +387,12 @@ def cmd_remove(ctx: _Context, args: argparse.Namespace) -> int:
 
 def _set_enabled(enabled: bool) -> Callable[[_Context, argparse.Namespace], int]:
     def run(ctx: _Context, args: argparse.Namespace) -> int:
-        ctx.repo().set_enabled(args.name, enabled)
-        _out(f"pipeline {args.name} {'enabled' if enabled else 'disabled'}")
+        row = ctx.repo().set_enabled(args.name, enabled)
+        _out(f"pipeline {args.name} {'enabled' if enabled else 'disabled'}; CDC {row.cdc_status}")
+        if enabled and row.cdc_status is CdcStatus.STOPPED:
+            _out("CDC resumes from where it stopped with the next sensor tick")
+        elif not enabled and row.cdc_status is CdcStatus.STOPPED:
+            _out("the replication slot is kept (it holds source WAL until `pipeline enable`)")
         return EXIT_OK
 
     return run

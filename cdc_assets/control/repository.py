@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -240,22 +240,79 @@ class PipelineRepository:
             if result.first() is None:
                 raise _not_found(name)
 
-    def set_enabled(self, name: str, enabled: bool) -> None:
-        """Enable or disable sensor/schedule runs of the pipeline."""
+    def set_enabled(
+        self,
+        name: str,
+        enabled: bool,
+        *,
+        writer: Writer = Writer.CLI,
+        message: str = "disabled",
+    ) -> PipelineRow:
+        """Enable or disable sensor/schedule runs of the pipeline; disabling stops CDC.
+
+        Disabling puts an ``ACTIVE`` or ``FAILED`` CDC in ``STOPPED`` in the same transaction
+        (see :meth:`stop_cdc`); the slot is kept, so enabling lets the CDC sensor resume from the
+        watermark. Enabling changes no status: ``STOPPED`` stays until the resumed batch's run
+        reports.
+        """
         with self._session() as s:
-            result = s.execute(
-                update(Pipeline)
-                .where(Pipeline.name == name)
-                .values(enabled=enabled)
-                .returning(Pipeline.id)
+            p = self._locked(s, name)
+            p.enabled = enabled
+            if not enabled:
+                self._stop_cdc_locked(s, p, writer=Writer(writer), message=message)
+            s.flush()
+            s.refresh(p)
+            return PipelineRow.from_model(p)
+
+    def stop_cdc(self, name: str, *, writer: Writer, message: str) -> bool:
+        """Put the CDC of a *disabled* pipeline in ``STOPPED``; True if the status changed.
+
+        For rows disabled by hand (``UPDATE pipelines SET enabled = false``), written by the CDC
+        sensor once no run of the pipeline is going. Does nothing for an enabled row (it may have
+        been enabled again since the caller read it) or a CDC that is not ACTIVE or FAILED.
+        """
+        with self._session() as s:
+            p = self._locked(s, name)
+            if p.enabled:
+                return False
+            return self._stop_cdc_locked(s, p, writer=Writer(writer), message=message)
+
+    @staticmethod
+    def _stop_cdc_locked(s: Session, p: Pipeline, *, writer: Writer, message: str) -> bool:
+        """``STOPPED`` with a fence, as a reset does: the row then says STOPPED, not a run.
+
+        The fence (``cdc_run_created_at`` = now, no run id) makes every write of a CDC run
+        created before the stop stale, so a batch that was running when the pipeline was
+        disabled cannot flip the row back to ACTIVE (or FAILED) when it ends; its committed
+        progress (``cdc_lsn``) is still recorded. A run created after the stop (a person's UI
+        launch, the batch the sensor resumes with after ``enable``) is newer and decides again.
+        ``last_error`` is kept: the reason of a failure before the stop stays readable.
+        """
+        old = p.cdc_status
+        if old not in (CdcStatus.ACTIVE, CdcStatus.FAILED):
+            return False
+        p.cdc_status = CdcStatus.STOPPED
+        p.cdc_run_id = None
+        p.cdc_run_created_at = s.scalar(select(func.clock_timestamp()))
+        p.cdc_authority = writer.value
+        s.add(
+            PipelineEventRecord(
+                pipeline_id=p.id,
+                pipeline=p.name,
+                run_id=None,
+                phase=Phase.CDC.value,
+                old_status=old.value,
+                new_status=CdcStatus.STOPPED.value,
+                writer=writer.value,
+                message=scrub(message)[:MAX_ROW_ERROR],
             )
-            if result.first() is None:
-                raise _not_found(name)
+        )
+        return True
 
     def reset(
         self, name: str, *, writer: Writer = Writer.CLI, message: str | None = None
     ) -> PipelineRow:
-        """Both phases back to ``NOT_STARTED``, progress and errors cleared, one event per phase.
+        """Both phases back to ``NOT_STARTED``, progress and errors cleared; an event per change.
 
         The reset time stays in ``*_run_created_at`` (with no run id) as a fence: events of runs
         created before the reset are stale and cannot bring the old status back.
@@ -265,6 +322,8 @@ class PipelineRepository:
             now = s.scalar(select(func.clock_timestamp()))
             note = message or "reset"
             for phase, old in ((Phase.FULL_LOAD, p.full_load_status), (Phase.CDC, p.cdc_status)):
+                if old.value == FullLoadStatus.NOT_STARTED.value:
+                    continue  # no status change, no event
                 s.add(
                     PipelineEventRecord(
                         pipeline_id=p.id,
@@ -310,7 +369,10 @@ class PipelineRepository:
         rows: int | None = None,
         message: str | None = None,
     ) -> bool:
-        """Apply a guarded full-load status write; True if the status changed (one event written).
+        """Apply a guarded full-load status write; True if the row now records this write.
+
+        A status change writes one event; a newer run reporting the status the row already has
+        moves only the run columns (no event: ``pipeline_events`` holds status changes).
 
         ``IN_PROGRESS`` stamps ``full_load_started_at``; ``COMPLETED`` stamps
         ``full_load_completed_at``, stores ``rows`` and clears ``last_error``; ``FAILED`` stores
@@ -339,7 +401,10 @@ class PipelineRepository:
         error: str | None = None,
         message: str | None = None,
     ) -> bool:
-        """Apply a guarded CDC status write; True if the status changed (one event written).
+        """Apply a guarded CDC status write; True if the row now records this write.
+
+        As :meth:`transition_full_load`: the next good batch of an ``ACTIVE`` pipeline updates
+        the run columns and ``last_run_id`` without an ``ACTIVE -> ACTIVE`` event.
 
         ``ACTIVE`` clears ``last_error``; ``FAILED`` stores ``error`` (scrubbed).
         """
@@ -423,6 +488,7 @@ class PipelineRepository:
             if decision.outcome is Outcome.TAKE_AUTHORITY:
                 return False
             old = current.status
+            follow = decision.outcome is Outcome.FOLLOW
             fields.set(p, "status", to)
             fields.set(p, "run_id", run_id)
             fields.set(p, "run_created_at", run_created_at)
@@ -442,6 +508,8 @@ class PipelineRepository:
             elif to in (FullLoadStatus.FAILED, CdcStatus.FAILED):
                 p.last_error = _row_error(error, f"run {run_id} failed (no reason reported)")
                 event_message = message or p.last_error
+            if follow:  # same status, newer run: the row follows it; events are status changes
+                return True
             s.add(
                 PipelineEventRecord(
                     pipeline_id=p.id,

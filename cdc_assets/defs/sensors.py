@@ -26,10 +26,10 @@ from cdc_assets.defs.tags import (
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase, Writer
 from cdc_assets.errors import ConsistencyError
 from cdc_assets.settings import Settings
-from cdc_assets.status.reconcile import RunState, write_for_run
+from cdc_assets.status.reconcile import RunState, stops_cdc, write_for_run
 
 if TYPE_CHECKING:
-    from cdc_assets.control.repository import PipelineRow
+    from cdc_assets.control.repository import PipelineRepository, PipelineRow
 
 PIPELINES_PARTITIONS = "pipelines"
 ACTIVE_STATUSES = [
@@ -201,12 +201,11 @@ def launch_sensor(settings: Settings) -> Any:
 
 
 def wants_cdc(row: "PipelineRow") -> bool:
-    """Enabled CDC pipelines whose full load completed and whose CDC is not stopped."""
+    """Enabled CDC pipelines whose full load completed (STOPPED ones resume: they were enabled)."""
     return (
         row.enabled
         and row.mode is Mode.FULL_LOAD_AND_CDC
         and row.full_load_status is FullLoadStatus.COMPLETED
-        and row.cdc_status is not CdcStatus.STOPPED
     )
 
 
@@ -248,12 +247,17 @@ def launch_cdc_requests(
             key = f"cdc_first:{row.name}:{row.id}:{row.full_load_run_id}"
             requests.append(cdc_request(row, settings, key))
             continue
+        if row.cdc_status is CdcStatus.STOPPED:
+            # Enabled again: resume at once from the watermark, once per stop (the stop's fence).
+            fence = _stamp(row.cdc_run_created_at) if row.cdc_run_created_at else "none"
+            requests.append(cdc_request(row, settings, f"cdc_resume:{row.name}:{row.id}:{fence}"))
+            continue
         try:
             resolved = connections.resolve(row.spec)
             pending = has_pending_changes(row.spec, source_url=resolved.source_url)
         except ConsistencyError as exc:
-            # Slot gone: one batch fails with the full reason and the row turns FAILED now,
-            # instead of staying ACTIVE until the next heartbeat.
+            # Slot gone, or the row's tables differ from the publication's: one batch fails
+            # with the full reason and the row turns FAILED now, instead of staying ACTIVE.
             log.warning(f"{row.name}: {error_text(exc)}; launching a batch to record it")
             requests.append(cdc_request(row, settings, None))
             continue
@@ -263,6 +267,34 @@ def launch_cdc_requests(
         if pending:
             requests.append(cdc_request(row, settings, None))
     return requests
+
+
+def stop_disabled_cdc(
+    instance: dg.DagsterInstance,
+    repo: "PipelineRepository",
+    rows: Sequence["PipelineRow"],
+    log: Any,
+) -> list[str]:
+    """``STOPPED`` for disabled pipelines whose CDC is ACTIVE or FAILED and has no run going.
+
+    Covers a row disabled by SQL (``pipeline disable`` stops CDC itself), and a batch a person
+    launched on a disabled pipeline. Written as ``Writer.SENSOR``; returns the stopped names.
+    """
+    candidates = [
+        r for r in rows if stops_cdc(enabled=r.enabled, status=r.cdc_status, run_active=False)
+    ]
+    busy = active_pipelines(instance, [r.name for r in candidates])
+    stopped = []
+    for row in candidates:
+        if not stops_cdc(enabled=row.enabled, status=row.cdc_status, run_active=row.name in busy):
+            continue
+        try:
+            if repo.stop_cdc(row.name, writer=Writer.SENSOR, message="disabled (enabled = false)"):
+                stopped.append(row.name)
+                log.info(f"{row.name}: disabled, CDC {row.cdc_status} -> STOPPED")
+        except Exception as exc:  # one row must not stop the launches of the others
+            log.warning(f"{row.name}: cannot stop CDC: {error_text(exc)}")
+    return stopped
 
 
 def cdc_sensor(settings: Settings) -> Any:
@@ -280,9 +312,12 @@ def cdc_sensor(settings: Settings) -> Any:
         control: ControlDb,
         connections: PostgresConnections,
     ) -> dg.SensorResult:
+        repo = control.repository()
+        rows = repo.list()
+        stop_disabled_cdc(context.instance, repo, rows, context.log)
         requests = launch_cdc_requests(
             context.instance,
-            control.repository().list(),
+            rows,
             connections,
             Settings.from_env(),
             context.log,

@@ -186,12 +186,8 @@ def _missing_table_fix(spec: PipelineSpec, src: psycopg.Connection[Any], table: 
     A renamed table's changes wait in the slot; the batch follows tables by OID, so renaming it
     back loses nothing.
     """
-    names = {(t.schema, t.name) for t in spec.tables}
-    others = [
-        TableRef(s, n)
-        for s, n in changes.published_tables(src, spec.publication_name)
-        if (s, n) not in names
-    ]
+    published = changes.publication_tables(src, spec.publication_name) or frozenset()
+    others = sorted(published - frozenset(spec.tables))
     if not others:
         return "restore the table or remove it from the pipeline and reset it"
     new = others[0] if len(others) == 1 else None
@@ -301,6 +297,43 @@ def _leaf_truncated(
     )
 
 
+def _check_publication_covers(spec: PipelineSpec, src: psycopg.Connection[Any]) -> None:
+    """Fail unless the publication sends exactly the row's tables.
+
+    The publication is made from the row's tables by the full load; ``tables`` edited afterwards
+    (by SQL: the row is the whole configuration) would otherwise leave an added table never
+    copied nor captured, or a removed one still applied, while the row stays ACTIVE. Until
+    table-level edits exist, the only way to change the table list is a reset and a new full
+    load, so that is the fix the message names.
+    """
+    published = changes.publication_tables(src, spec.publication_name)
+    if published is None:
+        return  # no publication: the callers report that with its own message
+    wanted = frozenset(spec.tables)
+    missing, extra = sorted(wanted - published), sorted(published - wanted)
+    if not missing and not extra:
+        return
+    parts = []
+    if missing:
+        parts.append(
+            "in the row but not captured (added after the full load, or recreated: never "
+            "copied): " + ", ".join(t.display for t in missing)
+        )
+    if extra:
+        parts.append(
+            "captured but no longer in the row (removed after the full load, or renamed on "
+            "the source): " + ", ".join(t.display for t in extra)
+        )
+    raise ConsistencyError(
+        f"the pipeline's tables differ from publication {spec.publication_name}: "
+        + "; ".join(parts),
+        pipeline=spec.name,
+        table=", ".join(t.display for t in missing + extra),
+        fix=f"run `cdc-assets pipeline reset {spec.name}` to copy and capture the row's tables "
+        "with a new full load (editing the tables of a loaded pipeline is not supported yet)",
+    )
+
+
 def run_cdc_batch(
     spec: PipelineSpec,
     *,
@@ -314,7 +347,8 @@ def run_cdc_batch(
 
     ``source_url``/``target_url`` are resolved libpq URLs. Raises :class:`ConsistencyError` when
     the slot is missing, was recreated or advanced past the target's watermark, or no full load set
-    a watermark; :class:`SchemaChangeError` for a dropped or retyped source column.
+    a watermark, or the row's tables differ from the publication's (edited after the full
+    load); :class:`SchemaChangeError` for a dropped or retyped source column.
     """
     started = time.monotonic()
     log = progress or (lambda _msg: None)
@@ -327,6 +361,7 @@ def run_cdc_batch(
         tgt.commit()
         slot = _check_slot(spec, src)
         _check_tables(spec, src)
+        _check_publication_covers(spec, src)
         watermark = get_watermark(tgt, spec.target_schema, spec.name)
         tgt.commit()
         if watermark is None:
@@ -528,7 +563,9 @@ def has_pending_changes(spec: PipelineSpec, *, source_url: str) -> bool:
     (PostgreSQL 15+) skips transactions that touch none of its tables, so this costs decoding
     the WAL since the last batch, which the once-a-minute schedule keeps short by advancing
     idle slots. When the answer cannot be had (slot in use, publication gone) it says True, so
-    a batch runs and reports the real state.
+    a batch runs and reports the real state. Raises :class:`ConsistencyError` when the row's
+    tables differ from the publication's: an added table's changes never show in the peek, so
+    without this the sensor would wait silently instead of launching the batch that fails.
     """
     with connect(source_url, pipeline=spec.name, role="source", autocommit=True) as src:
         if changes.get_slot(src, spec.slot_name) is None:
@@ -537,6 +574,7 @@ def has_pending_changes(spec: PipelineSpec, *, source_url: str) -> bool:
                 pipeline=spec.name,
                 fix="reset the pipeline and run a new full load",
             )
+        _check_publication_covers(spec, src)
         if changes.lag_bytes(src, spec.slot_name) == 0:
             return False
         try:

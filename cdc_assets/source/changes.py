@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from cdc_assets.domain import AddedColumnFill, GeneratedColumn, Lsn
+from cdc_assets.domain import AddedColumnFill, GeneratedColumn, Lsn, TableRef
 
 HEARTBEAT_PREFIX = "cdc_assets"
 FETCH_SIZE = 5000
@@ -57,6 +57,26 @@ def publication_exists(conn: psycopg.Connection[Any], publication: str) -> bool:
     """True when the pipeline's publication is still there (a peek without it fails late)."""
     row = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
     return row.fetchone() is not None
+
+
+def publication_tables(
+    conn: psycopg.Connection[Any], publication: str
+) -> frozenset[TableRef] | None:
+    """The tables whose changes the publication sends, as catalog names (unquoted, case kept).
+
+    Read from ``pg_publication_tables``, which lists what decoding will actually emit: with
+    ``publish_via_partition_root`` (how the full load creates the publication) a partitioned table
+    appears under its own name, not its partitions', so it compares equal to the row's entry.
+    ``None`` when there is no such publication (one query answers both, for the sensors' sake).
+    """
+    rows = conn.execute(
+        "SELECT t.schemaname::text, t.tablename::text FROM pg_publication p"
+        " LEFT JOIN pg_publication_tables t ON t.pubname = p.pubname WHERE p.pubname = %s",
+        (publication,),
+    ).fetchall()
+    if not rows:
+        return None
+    return frozenset(TableRef(schema, name) for schema, name in rows if schema is not None)
 
 
 def flush_source_wal(conn: psycopg.Connection[Any]) -> bool:
@@ -237,17 +257,6 @@ def table_oid(conn: psycopg.Connection[Any], schema: str, name: str) -> int | No
         (schema, name),
     ).fetchone()
     return int(row[0]) if row else None
-
-
-def published_tables(conn: psycopg.Connection[Any], publication: str) -> list[tuple[str, str]]:
-    """(schema, name) of the tables a publication lists, under their names now (by OID)."""
-    rows = conn.execute(
-        "SELECT n.nspname::text, c.relname::text FROM pg_publication p"
-        " JOIN pg_publication_rel r ON r.prpubid = p.oid JOIN pg_class c ON c.oid = r.prrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = %s ORDER BY 1, 2",
-        (publication,),
-    ).fetchall()
-    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def generated_columns(

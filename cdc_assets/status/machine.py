@@ -13,6 +13,11 @@ changes nothing.
 After a reset a phase has no run but keeps the reset time in ``run_created_at`` as a fence, so a
 late event of a run launched before the reset cannot undo it.
 
+A newer run that reports the status the row already has (the next good CDC batch after a good
+one, a retried batch failing again) is :attr:`Outcome.FOLLOW`: the row moves to that run (run
+columns, ``last_run_id``, ``last_error``) but no event is written, because ``pipeline_events``
+holds status changes only; otherwise every CDC batch would add an ``ACTIVE -> ACTIVE`` row.
+
 One reading of rule 3 made explicit: an op/hook may move a run *forward* from a running status that
 a sensor wrote (STARTED, then the op's own COMPLETED: the fastest path); what it may never do is
 replace an authoritative *terminal* status of that run.
@@ -53,6 +58,8 @@ class Outcome(enum.StrEnum):
 
     CHANGE = "change"
     """Write the new status (and an event)."""
+    FOLLOW = "follow"
+    """A newer run with the same status: move the run columns, write no event."""
     TAKE_AUTHORITY = "take_authority"
     """Same status; only ``*_authority`` moves to the authoritative writer (no event)."""
     IGNORE = "ignore"
@@ -134,6 +141,10 @@ def decide(current: PhaseState, write: ProposedWrite) -> Decision:
             return _ignore(f"stale run {write.run_id}: created before the phase was reset")
         return _ignore(f"stale run {write.run_id}: the phase already follows run {current.run_id}")
     if newer is True:
+        if write.to == current.status:
+            return Decision(
+                Outcome.FOLLOW, f"run {write.run_id} is the newest run; {write.to} stays"
+            )
         return _change(f"run {write.run_id} is the newest run of this phase")
 
     # Same run from here on.

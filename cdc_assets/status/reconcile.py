@@ -159,6 +159,16 @@ def write_for_run(run: RunFact, *, default_error: str | None = None) -> Write | 
     )
 
 
+def stops_cdc(*, enabled: bool, status: CdcStatus, run_active: bool) -> bool:
+    """True when a pipeline's CDC must be put in ``STOPPED``: disabled, idle, ACTIVE or FAILED.
+
+    ``pipeline disable`` writes STOPPED itself; a row disabled by SQL has no such writer, so the
+    CDC sensor applies this rule. It waits for no run to be going, so a batch in flight ends
+    first, and the stop's fence keeps any run created before it from changing the row after.
+    """
+    return not enabled and status in (CdcStatus.ACTIVE, CdcStatus.FAILED) and not run_active
+
+
 def latest_run(runs: Iterable[RunFact], phase: Phase) -> RunFact | None:
     """The pipeline's current run of ``phase``: newest by creation, lock losers ignored."""
     best: RunFact | None = None

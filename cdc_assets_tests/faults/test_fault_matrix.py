@@ -4,7 +4,8 @@ Each scenario: a full_load_and_cdc pipeline is added (the launch sensor starts i
 a workload writes to the source; a run is held mid-flight (table lock) and the fault injected; the
 system recovers on its own or with the documented operator command; then
 
-1. the row equals Dagster's run record for the faulted run and for the latest runs after recovery,
+1. the row equals Dagster's run record for the faulted full load and for the latest runs after
+   recovery; a CDC batch is faulted with its pipeline disabled, so its row must stay STOPPED,
 2. every target table's checksum equals the source's once CDC caught up,
 3. no slot, publication or staging table leaked (and none at all after ``pipeline remove``).
 
@@ -95,9 +96,19 @@ def converge(
     wait_quiet(instance, case.name)
     latest_load = runs(instance, case.name, Phase.FULL_LOAD)[0]
     row_equals_run(instance, control, case.name, latest_load.run_id, Phase.FULL_LOAD)
-    latest_cdc = runs(instance, case.name, Phase.CDC)[0]
-    row_equals_run(instance, control, case.name, latest_cdc.run_id, Phase.CDC)
+    # Disabling stops CDC (issue 11 item 5): the row rests in STOPPED, whatever the last batch
+    # did, and a batch that ended after the disable does not bring it back.
+    wait_stopped(control, case.name)
     assert leaks(case.source, case.target, case.name, cdc=True) == []
+
+
+def wait_stopped(control: PipelineRepository, name: str) -> None:
+    """The disabled pipeline's CDC is STOPPED (by the disable, or the sensor after a late run)."""
+    wait_until(
+        lambda: control.get(name).cdc_status is CdcStatus.STOPPED,
+        timeout=40,
+        describe=f"{name}: CDC STOPPED after the disable",
+    )
 
 
 def add_and_hold_full_load(
@@ -176,19 +187,15 @@ def test_fault_during_cdc_batch(
                     describe="a CDC batch waiting inside the engine on the target",
                 )
                 # Disabled while the fault lands: otherwise the sensor starts the next batch at
-                # once, that newer run becomes the one the row mirrors, and the faulted run's
-                # status is (rightly) stale before this test can look at it.
+                # once. Disabling stops CDC (issue 11 item 5): the faulted run was created before
+                # the stop, so its FAILED must not replace STOPPED (nor may a batch queued
+                # before the disable, which the coordinator runs after the faulted one).
                 control.set_enabled(case.name, False)
+                assert control.get(case.name).cdc_status is CdcStatus.STOPPED
                 FAULTS[fault](dagster_instance, client, case, run_id)
             assert wait_run_end(dagster_instance, run_id) in EXPECTED[fault]
-            # The sensor and the minute schedule can both queue a batch in the same second; the
-            # coordinator runs one, the other waits QUEUED and runs after the faulted one (the
-            # disable above does not unqueue it). The row then mirrors that newer run.
             wait_quiet(dagster_instance, case.name)
-            latest = runs(dagster_instance, case.name, Phase.CDC)[0].run_id
-            row = row_equals_run(dagster_instance, control, case.name, latest, Phase.CDC)
-            if latest == run_id:
-                assert row.cdc_status is CdcStatus.FAILED
+            wait_stopped(control, case.name)
             control.set_enabled(case.name, True)
             # Recovery: `cdc-assets run NAME --phase cdc` (or the schedule, at its next tick).
             result = execute_pipeline(dagster_instance, case.name, Phase.CDC)

@@ -286,7 +286,11 @@ def test_reset_fences_old_runs(repo: PipelineRepository) -> None:
         run_created_at=datetime.now(UTC) + timedelta(seconds=1),
         writer=Writer.SENSOR,
     )
-    assert [e.writer for e in repo.events("orders")][1:3] == [Writer.CLI, Writer.CLI]
+    # One reset event: the full load's IN_PROGRESS -> NOT_STARTED (CDC was NOT_STARTED already).
+    assert [(e.phase, e.writer) for e in repo.events("orders")][1:3] == [
+        (Phase.FULL_LOAD, Writer.CLI),
+        (Phase.FULL_LOAD, Writer.OP),
+    ]
 
 
 def test_record_cdc_progress_never_moves_back(repo: PipelineRepository) -> None:
@@ -420,3 +424,39 @@ def test_pipeline_lock_released_when_holder_dies(
             return False
 
     wait_until(acquired, timeout=20, describe="the dead holder's lock to be released")
+
+
+def test_same_status_of_a_newer_run_moves_the_row_without_an_event(
+    repo: PipelineRepository,
+) -> None:
+    """Issue 11 item 4: ACTIVE -> ACTIVE and FAILED -> FAILED are no status changes."""
+    for i, writer in enumerate((Writer.OP, Writer.SENSOR, Writer.OP)):
+        assert repo.transition_cdc(
+            "orders",
+            CdcStatus.ACTIVE,
+            run_id=f"ok{i}",
+            run_created_at=T0 + timedelta(seconds=i),
+            writer=writer,
+        )
+        row = repo.get("orders")
+        assert (row.cdc_run_id, row.last_run_id, row.cdc_authority) == (f"ok{i}", f"ok{i}", writer)
+    for i in range(2):
+        assert repo.transition_cdc(
+            "orders",
+            CdcStatus.FAILED,
+            run_id=f"bad{i}",
+            run_created_at=T0 + timedelta(seconds=10 + i),
+            writer=Writer.OP,
+            error=f"failure {i}",
+        )
+    row = repo.get("orders")
+    assert (row.cdc_status, row.cdc_run_id, row.last_error) == (
+        CdcStatus.FAILED,
+        "bad1",
+        "failure 1",
+    )
+    assert _events(repo, Phase.CDC) == [("NOT_STARTED", "ACTIVE"), ("ACTIVE", "FAILED")]
+    # A reset writes an event for the phase whose status changed, none for NOT_STARTED.
+    repo.reset("orders")
+    assert _events(repo, Phase.CDC)[-1] == ("FAILED", "NOT_STARTED")
+    assert _events(repo, Phase.FULL_LOAD) == []

@@ -320,14 +320,16 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
 
     requests = sensor_tick(defs, instance, repo)
 
-    assert sorted(r.partition_key for r in requests) == ["fresh", "ready"]
+    # "stopped" is enabled (again): CDC resumes (issue 11 item 5); "off" is disabled.
+    assert sorted(r.partition_key for r in requests) == ["fresh", "ready", "stopped"]
+    assert repo.get("off").cdc_status is CdcStatus.STOPPED  # disabled and idle: stopped
     for r in requests:
         assert r.job_name == "cdc_sync_job"
         assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
     # FAILED CDC is not relaunched by the sensor (every 5 s); the schedule retries it.
     heartbeat = schedule_tick(defs, instance, repo)
-    assert sorted(r.partition_key for r in heartbeat) == ["broken", "fresh", "ready"]
-    assert len({r.run_key for r in heartbeat}) == 3
+    assert sorted(r.partition_key for r in heartbeat) == ["broken", "fresh", "ready", "stopped"]
+    assert len({r.run_key for r in heartbeat}) == 4
     for r in heartbeat:
         assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
 
@@ -342,7 +344,7 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
     sql(src, "CREATE TABLE public.wal_maker AS SELECT g FROM generate_series(1, 1000) g")
     assert pending_bytes(ready, source_url=src) > 0
     idle = sensor_tick(defs, instance, repo)
-    assert [r.partition_key for r in idle] == ["fresh"]
+    assert sorted(r.partition_key for r in idle) == ["fresh", "stopped"]
 
 
 def test_no_schedule_requests_when_nothing_is_active(instance, repo, defs, new_db) -> None:
@@ -793,3 +795,222 @@ def test_partition_truncate_fails_the_run_and_a_reset_recovers(
     assert execute_pipeline(instance, "leaf", Phase.CDC, defs=defs).success
     assert repo.get("leaf").cdc_status is CdcStatus.ACTIVE
     assert count(dst) == count(src) == 22
+
+
+# -- issue 11: events are status changes only ---------------------------------------------------
+
+
+def test_batches_of_an_active_pipeline_write_one_status_event(instance, repo, defs, new_db) -> None:
+    """Three good batches: one NOT_STARTED -> ACTIVE event; progress moves the row only."""
+    src, dst, _ = loaded(instance, repo, defs, new_db, "steady")
+    before = repo.get("steady")
+    for i in range(3):
+        sql(src, "INSERT INTO public.orders VALUES (%s, 'batch')", (3000 + i,))
+        result = execute_pipeline(instance, "steady", Phase.CDC, defs=defs)
+        assert result.success
+        run_id = result.dagster_run.run_id
+        row = repo.get("steady")
+        assert (row.cdc_status, row.cdc_run_id, row.last_run_id) == (
+            CdcStatus.ACTIVE,
+            run_id,
+            run_id,
+        )
+        assert row.cdc_lsn == target_watermark(dst, "steady") == slot_confirmed(src, "steady")
+        assert row.updated_at > before.updated_at
+        before = row
+    assert count(dst) == 23
+    cdc_events = [e for e in events(repo, "steady") if e[0] == "cdc"]
+    assert cdc_events == [("cdc", "NOT_STARTED", "ACTIVE", "op")]
+    # Confirming the last run from its record adds no event either.
+    reconcile(instance, repo, ["steady"])
+    assert [e for e in events(repo, "steady") if e[0] == "cdc"] == cdc_events
+    assert repo.get("steady").cdc_authority is Writer.RECONCILER
+
+
+# -- issue 11: tables edited by SQL after the full load -------------------------------------------
+
+ITEMS = '"Sales"."Order Items"'
+
+
+@pytest.mark.parametrize("edit", ["added", "removed"])
+def test_tables_edited_after_the_load_fail_the_batch(
+    instance, repo, defs, new_db, control_url, edit
+) -> None:
+    """A table added to (or removed from) ``tables`` by SQL: the batch FAILS naming it and the fix.
+
+    The pipeline also holds a partitioned table (published via its root) and a quoted
+    identifier, which must not count as a difference before the edit.
+    """
+    src, dst = new_db("src"), new_db("dst")
+    make_source(src, rows=5)
+    sql(src, 'CREATE SCHEMA "Sales"')
+    sql(src, 'CREATE TABLE "Sales"."Order Items" (id bigint PRIMARY KEY, qty int NOT NULL)')
+    sql(
+        src,
+        "CREATE TABLE public.readings (id bigint, at date, PRIMARY KEY (id, at))"
+        " PARTITION BY RANGE (at)",
+    )
+    sql(
+        src,
+        "CREATE TABLE public.readings_2025 PARTITION OF public.readings"
+        " FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+    )
+    sql(src, "INSERT INTO public.readings VALUES (1, '2025-03-01')")
+    tables = ("public.orders", "public.readings") + ((ITEMS,) if edit == "removed" else ())
+    repo.add(spec("edited", src, dst, tables=tables, mode=Mode.FULL_LOAD_AND_CDC))
+    assert execute_pipeline(instance, "edited", Phase.FULL_LOAD, defs=defs).success
+    sql(src, "INSERT INTO public.readings VALUES (2, '2025-04-01')")
+    [first] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, first).success
+    assert repo.get("edited").cdc_status is CdcStatus.ACTIVE
+    assert count(dst, "public.readings") == 2
+
+    control = control_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    if edit == "added":
+        edit_sql = "UPDATE public.pipelines SET tables = tables || %s::text WHERE name = 'edited'"
+    else:
+        edit_sql = (
+            "UPDATE public.pipelines SET tables = array_remove(tables, %s) WHERE name = 'edited'"
+        )
+    sql(control, edit_sql, (ITEMS,))
+    sql(src, 'INSERT INTO "Sales"."Order Items" VALUES (1, 2)')
+    sql(src, "INSERT INTO public.orders VALUES (1000, 'after the edit')")
+
+    # The sensor does not wait for a change it cannot see: it launches the batch that says why.
+    [request] = sensor_tick(defs, instance, repo)
+    result = launch(defs, instance, request)
+
+    assert not result.success
+    row = repo.get("edited")
+    assert (row.cdc_status, row.last_run_id) == (CdcStatus.FAILED, result.dagster_run.run_id)
+    error = row.last_error or ""
+    assert ITEMS in error and "cdc-assets pipeline reset edited" in error, error
+    assert ("not captured" if edit == "added" else "no longer in the row") in error, error
+    assert "public.orders" not in error and "public.readings" not in error, error
+    assert events(repo, "edited")[-1] == ("cdc", "ACTIVE", "FAILED", "op")
+    assert count(dst) == 5  # nothing of the failed batch was applied
+    # FAILED: no more sensor launches (the schedule retries, with its backoff, and fails the same).
+    assert sensor_tick(defs, instance, repo) == []
+
+
+# -- issue 11: disable stops CDC (STOPPED, slot kept), enable resumes -----------------------------
+
+
+def cli(control_url: str, *argv: str) -> int:
+    from cdc_assets.cli import main
+
+    return main(["--control-db-url", control_url, *argv])
+
+
+def lock_waiters(url: str) -> int:
+    """Sessions of other backends on ``url``'s database waiting for a lock (the held batch)."""
+    row = sql(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    return int(row[0])
+
+
+def test_disable_stops_cdc_and_enable_resumes_where_it_stopped(
+    instance, repo, defs, new_db, control_url
+) -> None:
+    src, dst, _ = loaded(instance, repo, defs, new_db, "pause")
+    [first] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, first).success
+    assert repo.get("pause").cdc_status is CdcStatus.ACTIVE
+
+    # A batch is running (held on a target lock) when the pipeline is disabled.
+    sql(src, "INSERT INTO public.orders VALUES (4000, 'during the disable')")
+    outcome: list[dg.ExecuteInProcessResult] = []
+    with psycopg.connect(dst) as holder:
+        holder.execute("LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE")
+        batch = threading.Thread(
+            target=lambda: outcome.append(execute_pipeline(instance, "pause", Phase.CDC, defs=defs))
+        )
+        batch.start()
+        wait_until(lambda: lock_waiters(dst) > 0, timeout=60, describe="the batch to wait")
+        assert cli(control_url, "pipeline", "disable", "pause") == 0
+        row = repo.get("pause")
+        assert (row.enabled, row.cdc_status, row.cdc_authority) == (
+            False,
+            CdcStatus.STOPPED,
+            Writer.CLI,
+        )
+        holder.rollback()
+    batch.join(timeout=120)
+    [late] = outcome
+    assert late.success  # the batch was applied ...
+    late_run = late.dagster_run.run_id
+    assert count(dst) == 21
+    # ... but ended after the disable: neither its op, its run-status sensor nor the reconciler
+    # flips the row back to ACTIVE. Its progress is recorded.
+    run_status_sensor(
+        defs, instance, repo, "pipeline_run_success_sensor", late_run, "PIPELINE_SUCCESS"
+    )
+    assert [o for o in reconcile(instance, repo, ["pause"]) if o.changed] == []
+    row = repo.get("pause")
+    assert row.cdc_status is CdcStatus.STOPPED
+    assert row.cdc_lsn == target_watermark(dst, "pause")
+    assert [e for e in events(repo, "pause") if e[0] == "cdc"] == [
+        ("cdc", "NOT_STARTED", "ACTIVE", "op"),
+        ("cdc", "ACTIVE", "STOPPED", "cli"),
+    ]
+    assert repo.events("pause", limit=1)[0].message == "disabled"
+    assert slot_confirmed(src, "pause") is not None  # the slot is kept
+
+    # Disabled: changes wait in the slot; neither the sensor nor the schedule runs a batch.
+    sql(src, "INSERT INTO public.orders VALUES (4001, 'while disabled')")
+    assert sensor_tick(defs, instance, repo) == []
+    assert schedule_tick(defs, instance, repo) == []
+    assert count(dst) == 21
+
+    # Enabled: the sensor resumes at once (one run key per stop) from the watermark.
+    assert cli(control_url, "pipeline", "enable", "pause") == 0
+    assert repo.get("pause").cdc_status is CdcStatus.STOPPED
+    [resume] = sensor_tick(defs, instance, repo)
+    assert resume.run_key is not None and resume.run_key.startswith("cdc_resume:pause:")
+    assert [r.run_key for r in sensor_tick(defs, instance, repo)] == [resume.run_key]
+    result = launch(defs, instance, resume)
+    assert result.success
+    assert count(dst) == 22
+    assert sql(dst, "SELECT note FROM public.orders WHERE id = 4001") == ("while disabled",)
+    row = repo.get("pause")
+    assert (row.cdc_status, row.cdc_run_id) == (CdcStatus.ACTIVE, result.dagster_run.run_id)
+    assert row.cdc_lsn == target_watermark(dst, "pause") == slot_confirmed(src, "pause")
+    assert events(repo, "pause")[-1] == ("cdc", "STOPPED", "ACTIVE", "op")
+
+
+def test_disabled_by_sql_is_stopped_by_the_sensor_once_idle(
+    instance, repo, defs, new_db, control_url
+) -> None:
+    """``UPDATE pipelines SET enabled = false`` has no CLI: the CDC sensor writes STOPPED."""
+    src, dst, _ = loaded(instance, repo, defs, new_db, "sqloff")
+    [first] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, first).success
+    control = control_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    sql(control, "UPDATE public.pipelines SET enabled = false WHERE name = 'sqloff'")
+    sql(src, "INSERT INTO public.orders VALUES (5000, 'while disabled')")
+
+    # Not while a run of the pipeline is going: that run ends first.
+    busy = instance.create_run_for_job(
+        defs.resolve_job_def("cdc_sync_job"),
+        tags={"cdc/pipeline": "sqloff", "dagster/partition": "sqloff"},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    assert sensor_tick(defs, instance, repo) == []
+    assert repo.get("sqloff").cdc_status is CdcStatus.ACTIVE
+    instance.delete_run(busy.run_id)
+
+    assert sensor_tick(defs, instance, repo) == []
+    row = repo.get("sqloff")
+    assert (row.cdc_status, row.cdc_authority) == (CdcStatus.STOPPED, Writer.SENSOR)
+    assert events(repo, "sqloff")[-1] == ("cdc", "ACTIVE", "STOPPED", "sensor")
+    assert [o for o in reconcile(instance, repo, ["sqloff"]) if o.changed] == []
+    assert sensor_tick(defs, instance, repo) == [] and len(events(repo, "sqloff")) == 4
+
+    sql(control, "UPDATE public.pipelines SET enabled = true WHERE name = 'sqloff'")
+    [resume] = sensor_tick(defs, instance, repo)
+    assert launch(defs, instance, resume).success
+    assert repo.get("sqloff").cdc_status is CdcStatus.ACTIVE
+    assert sql(dst, "SELECT note FROM public.orders WHERE id = 5000") == ("while disabled",)

@@ -92,7 +92,16 @@ ALL_CDC = [C.NOT_STARTED, C.ACTIVE, C.FAILED, C.STOPPED]
 def test_newer_run_is_accepted_from_any_status(status, to, writer) -> None:
     current = _state(status, W.RECONCILER)
     decision = decide(current, _write(to, writer, run_id="r2", created=NEW))
-    assert decision.outcome is CHANGE, decision.reason
+    # The same status for a newer run is followed (run columns move) but is no status change.
+    assert decision.outcome is (Outcome.FOLLOW if to == status else CHANGE), decision.reason
+    assert decision.changes_row
+
+
+def test_next_good_batch_follows_without_a_status_change() -> None:
+    """Issue 11 item 4: each CDC batch is a new run; ACTIVE -> ACTIVE is not an event."""
+    current = _state(C.ACTIVE, W.SENSOR)
+    decision = decide(current, _write(C.ACTIVE, W.OP, run_id="r2", created=NEW))
+    assert decision.outcome is Outcome.FOLLOW and not decision.changes_status
 
 
 @pytest.mark.parametrize("writer", list(Writer))

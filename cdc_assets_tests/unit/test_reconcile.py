@@ -13,6 +13,7 @@ from cdc_assets.status.reconcile import (
     RunState,
     decide,
     latest_run,
+    stops_cdc,
     write_for_run,
 )
 
@@ -154,3 +155,12 @@ def test_cdc_and_full_load_are_decided_independently() -> None:
 def test_state_helpers() -> None:
     assert RunState.CANCELING.is_active and not RunState.CANCELING.is_finished
     assert RunState.CANCELED.is_finished and not RunState.CANCELED.is_active
+
+
+@pytest.mark.parametrize("status", list(CdcStatus))
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("run_active", [True, False])
+def test_disabled_idle_cdc_is_stopped(status, enabled, run_active) -> None:
+    """Issue 11 item 5: a disabled pipeline's ACTIVE/FAILED CDC rests in STOPPED once idle."""
+    want = not enabled and not run_active and status in (CdcStatus.ACTIVE, CdcStatus.FAILED)
+    assert stops_cdc(enabled=enabled, status=status, run_active=run_active) is want
