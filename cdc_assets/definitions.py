@@ -42,7 +42,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
             reconcile_sensor(settings),
             launch_sensor(settings),
             cdc_sensor(settings),
-            idle_lag_sensor(),
+            idle_lag_sensor(settings),
         ],
         schedules=[full_load_refresh_schedule, cdc_sync_schedule],
         # Every job, also the hidden __ASSET_JOB behind the UI's Materialize, runs in the run

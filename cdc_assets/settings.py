@@ -50,6 +50,7 @@ class Settings:
     lag_warn_bytes: int = 64 * 1024 * 1024
     lag_fail_bytes: int = 1024 * 1024 * 1024
     cdc_retry_max_s: int = 15 * 60
+    idle_lag_interval_s: int = 10 * 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -66,6 +67,7 @@ class Settings:
             lag_warn_bytes=_int(env, "CDC_LAG_WARN_BYTES", 64 * 1024 * 1024, 0),
             lag_fail_bytes=_int(env, "CDC_LAG_FAIL_BYTES", 1024 * 1024 * 1024, 0),
             cdc_retry_max_s=_int(env, "CDC_RETRY_MAX_S", 15 * 60, 60),
+            idle_lag_interval_s=_int(env, "CDC_IDLE_LAG_INTERVAL_S", 10 * 60, 30),
         )
 
     @property

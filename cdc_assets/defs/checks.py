@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from cdc_assets.control.repository import PipelineRepository, PipelineRow
     from cdc_assets.domain import TableRef
 
-#: Idle slots change slowly; once a minute matches the CDC heartbeat of active pipelines.
-IDLE_LAG_INTERVAL_S = 60
 LAG_KEY = dg.AssetCheckKey(TARGET_TABLES, LAG_CHECK)
 
 
@@ -140,8 +138,12 @@ def idle_lag_rows(rows: "list[PipelineRow]") -> "list[PipelineRow]":
     ]
 
 
-def idle_lag_sensor() -> Any:
-    """``cdc_lag_idle_sensor``: a ``cdc_lag`` check run a minute for each idle CDC pipeline.
+def idle_lag_sensor(settings: Settings) -> Any:
+    """``cdc_lag_idle_sensor``: a ``cdc_lag`` check run for each idle CDC pipeline.
+
+    Every ``CDC_IDLE_LAG_INTERVAL_S`` (default 10 minutes): each evaluation is a short run, so
+    this bounds what an idle pipeline adds to Dagster's storage (144 runs a day at the default),
+    while a slot that grows is still seen within minutes.
 
     A run, not a runless report: Dagster 1.13 keeps runless evaluations of a partitioned check
     under run id "", and the second one for the same partition violates its unique index. The
@@ -152,17 +154,17 @@ def idle_lag_sensor() -> Any:
     @dg.sensor(
         name="cdc_lag_idle_sensor",
         asset_selection=dg.AssetSelection.checks(LAG_KEY),
-        minimum_interval_seconds=IDLE_LAG_INTERVAL_S,
+        minimum_interval_seconds=settings.idle_lag_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Evaluates cdc_lag once a minute for disabled or STOPPED CDC pipelines "
-        "(their slot still holds WAL on the source).",
+        description=f"Evaluates cdc_lag every {settings.idle_lag_interval_s} s for disabled or "
+        "STOPPED CDC pipelines (their slot still holds WAL on the source).",
     )
     def cdc_lag_idle_sensor(
         context: dg.SensorEvaluationContext, control: ControlDb
     ) -> dg.SensorResult:
         rows = idle_lag_rows(control.repository().list())
         busy = active_pipelines(context.instance, [r.name for r in rows])
-        tick = int(time.time()) // IDLE_LAG_INTERVAL_S
+        tick = int(time.time()) // settings.idle_lag_interval_s
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(

@@ -289,6 +289,7 @@ def start_stack(
         "DAGSTER_PG_URL": dagster_db,
         "CDC_CONTROL_DB_URL": control_url,
         "CDC_SENSOR_INTERVAL_S": "5",
+        "CDC_IDLE_LAG_INTERVAL_S": "60",
         "DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT": "50",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),

@@ -52,7 +52,8 @@ def test_lag_of_a_disabled_pipeline_is_still_evaluated(
                 return data
         return None
 
-    # The sensor ticks once a minute; the first tick after disabling launches the check run.
+    # The sensor ticks every CDC_IDLE_LAG_INTERVAL_S (60 s in the test stack); the first tick
+    # after disabling launches the check run.
     evaluation = wait_until(check_only_evaluation, timeout=150, describe="an idle-lag check run")
     assert evaluation.partition == name and evaluation.metadata["pipeline"].value == name
     assert evaluation.metadata["cdc/lag_bytes"].value >= 0
