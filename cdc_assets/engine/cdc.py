@@ -272,28 +272,37 @@ def _leaf_files(
 
 
 def _leaf_truncated(
-    spec: PipelineSpec, tgt: psycopg.Connection[Any], root: TableRef, leaf: changes.LeafPartition
+    spec: PipelineSpec,
+    tgt: psycopg.Connection[Any],
+    oids: dict[int, TableRef],
+    leaves: list[changes.LeafPartition],
 ) -> SchemaChangeError:
-    """The error for a leaf truncated behind the publication's back, with fixes that work.
+    """The error for leaves truncated behind the publication's back, with fixes that work.
 
-    Its position in the WAL is unknown, so it cannot be applied exactly (the rows inserted into
-    the partition after it are in the stream, mixed with those before).
+    Their position in the WAL is unknown, so it cannot be applied exactly (the rows inserted into
+    a partition after it are in the stream, mixed with those before). All of them are named at
+    once, so one rewrite of many leaves (a volatile ``ADD COLUMN`` on the root) needs one fix.
     """
-    accept = sql.SQL("DELETE FROM {} WHERE pipeline = {} AND leaf = {}").format(
+    accept = sql.SQL("DELETE FROM {} WHERE pipeline = {} AND leaf IN ({})").format(
         sql.Identifier(spec.target_schema, LEAVES_TABLE),
         sql.Literal(spec.name),
-        sql.Literal(leaf.oid),
+        sql.SQL(", ").join(sql.Literal(leaf.oid) for leaf in leaves),
     )
+    named = ", ".join(
+        f"{leaf.schema}.{leaf.name} of {oids[leaf.root_oid]} ({leaf.bound})" for leaf in leaves
+    )
+    several = len(leaves) > 1
     return SchemaChangeError(
-        f"partition {leaf.schema}.{leaf.name} of {root} ({leaf.bound}) was truncated or "
+        f"partition{'s' if several else ''} {named} {'were' if several else 'was'} truncated or "
         "rewritten on the source since the last batch; logical decoding does not send a TRUNCATE "
         "of one partition (the publication publishes via the partition root), so the target may "
         "still hold rows that partition no longer has; nothing of this batch was applied",
         pipeline=spec.name,
-        table=str(root),
-        fix="reset the pipeline for a new full load; if that partition was only rewritten "
-        f"(VACUUM FULL, CLUSTER) and nothing was removed, run {accept.as_string(tgt)} on the "
-        "target and rerun",
+        table=", ".join(sorted({str(oids[leaf.root_oid]) for leaf in leaves})),
+        fix="reset the pipeline for a new full load; if "
+        f"{'those partitions were' if several else 'that partition was'} only rewritten "
+        f"(VACUUM FULL, CLUSTER, ADD COLUMN with a volatile default) and nothing was removed, run "
+        f"{accept.as_string(tgt)} on the target and rerun",
     )
 
 
@@ -479,11 +488,11 @@ def run_cdc_batch(
 
         limited = stream.limited
         end = Lsn(max(watermark, last_end) if limited else max(watermark, upto, last_end))
-        for leaf in leaves_changed:
-            if leaf.root_oid in batch.truncated:
-                continue  # its root's TRUNCATE, applied by this batch, explains the new file
-            if not limited:
-                raise _leaf_truncated(spec, tgt, oids[leaf.root_oid], leaf)
+        # A root's TRUNCATE applied by this batch explains its leaves' new files.
+        unexplained = [x for x in leaves_changed if x.root_oid not in batch.truncated]
+        if unexplained and not limited:
+            raise _leaf_truncated(spec, tgt, oids, unexplained)
+        for leaf in unexplained:
             # The root's TRUNCATE may be past this batch's end: decide at the next batch.
             leaves[leaf.oid] = leaves_before[leaf.oid]
         if batch.truncated:

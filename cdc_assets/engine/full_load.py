@@ -39,6 +39,7 @@ from cdc_assets.errors import ConfigError, ConsistencyError, TargetError
 from cdc_assets.pg.catalog import TableInfo, check_cdc_ready, describe_tables, server_major
 from cdc_assets.pg.connect import connect
 from cdc_assets.settings import Settings
+from cdc_assets.source.changes import leaf_partitions
 from cdc_assets.source.replication import (
     drop_slot_if_exists,
     ensure_publication,
@@ -137,6 +138,12 @@ def run_full_load(
         connect(target_url, pipeline=name, role="target", autocommit=True) as tgt,
     ):
         tables = describe_tables(src, spec.tables, pipeline=name)
+        # Before the snapshot, like the tables' own files: a leaf rewritten after this is seen by
+        # the first CDC batch (a false alarm at worst, never a silent gap).
+        leaves = {
+            leaf.oid: leaf.filenode
+            for leaf in leaf_partitions(src, [t.oid for t in tables if t.is_partitioned])
+        }
         _check_targets(spec, tables, same_db=_same_database(src, tgt))
         if spec.wants_cdc:
             check_cdc_ready(src, tables, pipeline=name)
@@ -184,6 +191,7 @@ def run_full_load(
                 [SwapItem(s, t.ref.name, t) for t, s in zip(tables, stages, strict=True)],
                 pipeline=name,
                 lsn=snap.lsn,
+                leaves=leaves,
             )
         except BaseException:
             drop_stages(tgt, schema, name)

@@ -18,6 +18,7 @@ from cdc_assets.pg.catalog import TableInfo
 from cdc_assets.pg.connect import first_line
 from cdc_assets.secrets import scrub
 from cdc_assets.target.ddl import index_names, stage_index_names
+from cdc_assets.target.leaves import set_leaves
 from cdc_assets.target.watermark import delete_watermark, set_watermark
 
 
@@ -37,11 +38,15 @@ def swap_in(
     *,
     pipeline: str,
     lsn: Lsn | None,
+    leaves: dict[int, int] | None = None,
 ) -> None:
     """Drop old live tables, rename stages into place, set (or clear) the watermark; one commit.
 
     Without an LSN (``full_load`` mode) any earlier watermark is removed, so CDC can never resume
-    from a position that no longer matches the data.
+    from a position that no longer matches the data. ``leaves`` (leaf partition OID -> heap file,
+    read before the snapshot) is recorded with the watermark: the first CDC batch compares with it,
+    so a leaf truncated between the copy and that batch (which pgoutput never sends) fails loudly
+    instead of keeping its rows on the target (``target/leaves.py``).
     """
     current: SwapItem | None = None
     try:
@@ -70,6 +75,7 @@ def swap_in(
             current = None
             if lsn is not None:
                 set_watermark(conn, schema, pipeline, lsn)
+                set_leaves(conn, schema, pipeline, leaves or {}, lsn)
             else:
                 delete_watermark(conn, schema, pipeline)
     except psycopg.errors.DependentObjectsStillExist as exc:

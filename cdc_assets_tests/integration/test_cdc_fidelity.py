@@ -57,6 +57,18 @@ def test_truncate_of_one_partition_fails_naming_it(new_db) -> None:
         p.batch()  # and it stays failed: never silent on a retry
 
 
+def test_truncate_of_one_partition_before_the_first_batch_fails_naming_it(new_db) -> None:
+    """The full load records the leaves' files with its watermark, so a leaf truncated between the
+    copy and the first batch (no batch has recorded anything yet) is not missed either."""
+    p = loaded_pipeline(new_db, PARTITIONED, ["public.ev"])
+    before = checksum(p.target, "public", "ev")
+    execute(p.source, "TRUNCATE public.ev_a")
+    with pytest.raises(SchemaChangeError) as err:
+        p.batch()
+    assert "partition public.ev_a of public.ev" in err.value.for_row()
+    assert checksum(p.target, "public", "ev") == before  # nothing applied
+
+
 def test_partition_rewrite_fix_works_and_root_truncate_is_exact(new_db) -> None:
     """VACUUM FULL also gives a leaf a new file: the batch cannot tell it from a TRUNCATE, so it
     fails; the fix for that case, followed literally, lets it go on with nothing lost. A TRUNCATE
@@ -133,6 +145,13 @@ def test_added_column_volatile_default_on_partitioned_root_still_warns(new_db) -
         "ALTER TABLE public.ev ADD COLUMN token uuid DEFAULT gen_random_uuid()",
         "UPDATE public.ev SET n = 0 WHERE id = 1",
     )
+    # A volatile default rewrites every leaf: the batch cannot tell that from a leaf TRUNCATE and
+    # stops (the full load recorded the leaves' files); its fix, followed literally, goes on.
+    with pytest.raises(SchemaChangeError) as err:
+        p.batch()
+    text = err.value.for_row()
+    assert "partitions public.ev_a of public.ev" in text and "public.ev_b of public.ev" in text
+    execute(p.target, _fix_sql(text, "target"))  # one fix names every rewritten leaf
     r = p.batch()
     assert len(r.warnings) == 1 and "'token'" in r.warnings[0], r.warnings
 
