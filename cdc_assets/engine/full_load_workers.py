@@ -72,6 +72,8 @@ class TableTally:
     finished: float | None = None
     checksum: tuple[int, str] | None = None
     reported_bytes: int = -1
+    target_rows: int = 0
+    """Sum of the target's ``COPY n`` tags: the rows the stage holds, without counting them."""
 
 
 class WorkerPool:
@@ -240,6 +242,7 @@ class WorkerPool:
         with self.changed:
             tally = self.tallies[table.oid]
             tally.rows += count.rows_out
+            tally.target_rows += count.rows_in
             tally.chunks_left -= 1
             if tally.chunks_left == 0:
                 tally.finished = time.monotonic()
