@@ -184,11 +184,18 @@ class WorkerPool:
             tgt.execute("SET maintenance_work_mem = '256MB'")  # index builds: one sort in memory
             tgt.commit()
             while (task := self._next()) is not None:
+                if isinstance(task, IndexTask) and src is not None and self._no_source_work():
+                    # Only index builds are left for this worker: end its source transaction
+                    # now, so the snapshot does not hold back the source's vacuum meanwhile.
+                    src.close()
+                    src = None
                 try:
-                    if isinstance(task, CopyTask):
-                        self._copy(src, tgt, task)
-                    elif isinstance(task, IndexTask):
+                    if isinstance(task, IndexTask):
                         self._index(tgt, task)
+                    elif src is None:  # cannot happen: copies are never queued after the start
+                        raise RuntimeError("a copy task came after the source was released")
+                    elif isinstance(task, CopyTask):
+                        self._copy(src, tgt, task)
                     else:
                         self._checksum(src, task)
                 finally:
@@ -212,6 +219,11 @@ class WorkerPool:
             if self.error is not None or not self.queue:
                 return None
             return self.queue.popleft()
+
+    def _no_source_work(self) -> bool:
+        """True once no copy or checksum is queued (none is ever added after the start)."""
+        with self.changed:
+            return all(isinstance(t, IndexTask) for t in self.queue)
 
     def _progress(self, oid: int) -> Callable[[int], None]:
         def add(nbytes: int) -> None:

@@ -1,14 +1,18 @@
 """The full load's speed-ups keep their promises: tag counts, early index builds, COPY FREEZE."""
 
+from typing import Any
+
 import psycopg
 import pytest
 from psycopg import sql
 
+import cdc_assets.engine.full_load_workers as workers_mod
 from cdc_assets.domain import TableRef
 from cdc_assets.engine.full_load import _verify, run_full_load
 from cdc_assets.engine.full_load_workers import TableTally
 from cdc_assets.pg.catalog import describe_tables
 from cdc_assets_tests.integration.full_load_support import execute, scalar, settings, spec
+from cdc_assets_tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +58,48 @@ def test_a_tables_indexes_are_built_before_the_next_table_is_copied(new_db) -> N
             (f"public.{table}",),
         )
         assert indexes == [f"{table}_cdc_idx0:true", f"{table}_pkey:true"]
+
+
+def test_a_worker_left_with_index_builds_only_releases_its_source_snapshot(
+    new_db, monkeypatch
+) -> None:
+    """Index builds at the end of the load do not keep a snapshot open on the source.
+
+    One worker: while the big table's keys are built the small table is still to be copied, so
+    its source transaction (the snapshot) must stay; at the small table's build nothing is left
+    to read, and the source sees no open transaction of the load any more.
+    """
+    src, dst = new_db("src"), new_db("dst")
+    _table(src, "big", 30_000)
+    _table(src, "small", 2_000)
+    src_db = psycopg.conninfo.conninfo_to_dict(src)["dbname"]
+    open_on_source: dict[str, bool] = {}
+    real_build = workers_mod.build_indexes
+
+    def in_transaction() -> int:
+        return int(
+            scalar(
+                src,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                "AND application_name LIKE 'cdc_assets:%%' AND state = 'idle in transaction'",
+                (src_db,),
+            )
+        )
+
+    def build_and_look(conn: Any, schema: str, stage: str, table: Any, **kw: Any) -> None:
+        if table.ref.name == "big":
+            open_on_source["big"] = in_transaction() == 1
+        else:
+            wait_until(
+                lambda: in_transaction() == 0, timeout=10, describe="source transaction to end"
+            )
+            open_on_source["small"] = False
+        real_build(conn, schema, stage, table, **kw)
+
+    monkeypatch.setattr(workers_mod, "build_indexes", build_and_look)
+    p = spec("release", src, dst, "public.big", "public.small")
+    run_full_load(p, source_url=src, target_url=dst, settings=settings(full_load_workers=1))
+    assert open_on_source == {"big": True, "small": False}
 
 
 def test_row_counts_come_from_the_copy_tags_not_a_second_count(new_db) -> None:
