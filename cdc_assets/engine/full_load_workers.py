@@ -1,9 +1,10 @@
 """The full load's worker threads: each imports the pipeline snapshot once, then runs copy tasks.
 
 A worker keeps one source transaction (on the shared snapshot) and one target connection for its
-whole life, so the snapshot is imported ``workers`` times, not once per range, and the coordinator
-can release the exporting session as soon as every worker has started. Threads suffice: the per-row
-Python work is one buffer append, and psycopg's libpq calls run without the GIL.
+whole life (the source one until only index builds are left for it), so the snapshot is imported
+``workers`` times, not once per range, and the coordinator can release the exporting session as
+soon as every worker has started. Threads suffice: the per-row Python work is one buffer append,
+and psycopg's libpq calls run without the GIL.
 
 The same workers build each stage's primary key and indexes as soon as the table's last copy
 committed, ahead of the copies still queued: a finished table's index sort then overlaps with the
