@@ -1,13 +1,17 @@
-"""Benchmark: the full load engine against the ``psql`` binary COPY pipe (run by hand, not in CI).
+"""Benchmark: the full load engine against the ``psql`` binary COPY pipe and ``pgcopydb clone``.
+
+Run by hand, not in CI.
 
     .venv/bin/python bench/full_load.py                 # 2,000,000 rows, 3 runs each, + 8x250k
     .venv/bin/python bench/full_load.py --rows 200000 --runs 1 --no-write
 
 Starts its own embedded PostgreSQL 18 (or uses --source-url/--target-url), generates the data,
 then alternates (a) ``psql COPY TO STDOUT (FORMAT binary) | psql COPY FROM STDIN`` into a
-pre-created table with its primary key and (b) this engine's full load including index build and
-swap, each in a fresh child process so its peak RSS is its own. Results go to docs/benchmarks.md
-(section "## Full load") unless --no-write.
+pre-created table with its primary key, (b) this engine's full load including index build and
+swap, each in a fresh child process so its peak RSS is its own, and (c) ``pgcopydb clone`` of the
+same tables into a fresh database (``apt-get install pgcopydb``; skipped if it is not installed,
+or with --no-pgcopydb). Results go to docs/benchmarks.md (section "## Full load") unless
+--no-write.
 """
 
 import argparse
@@ -51,7 +55,8 @@ def timed(name, fn):
             phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
     return wrapper
 fl._copy_all = timed("copy", fl._copy_all)
-fl._build_indexes = timed("index", fl._build_indexes)
+if hasattr(fl, "_build_indexes"):  # older engines built every index after all the copies
+    fl._build_indexes = timed("index", fl._build_indexes)
 fl.swap_in = timed("swap", fl.swap_in)
 fl._verify = timed("verify", fl._verify)
 spec = PipelineSpec("bench", args["src"], args["dst"],
@@ -136,6 +141,54 @@ def psql_pipe(psql: Path, src: str, dst: str, tables: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def pgcopydb_clone(
+    pgcopydb: str, bindir: Path, src: str, admin_dst: str, tables: list[str], workers: int
+) -> float:
+    """``pgcopydb clone`` of ``tables`` into a fresh database (creating it is not timed).
+
+    It dumps and restores the schema with the server's own ``pg_dump``/``pg_restore`` (the
+    bench's ``bindir`` first on PATH), copies with ``--table-jobs`` workers from one exported
+    snapshot, then builds indexes and constraints with ``--index-jobs`` workers.
+    """
+    dst = recreate_db(admin_dst, "bench_pgcopydb")
+    run_sql(dst, "CHECKPOINT")
+    work = Path(tempfile.mkdtemp(prefix="cdc_bench_pgcopydb_"))
+    filters = work / "filters.ini"
+    filters.write_text("[include-only-table]\n" + "".join(f"public.{t}\n" for t in tables))
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [
+        pgcopydb,
+        "clone",
+        "--source",
+        src,
+        "--target",
+        dst,
+        "--dir",
+        str(work / "run"),
+        "--table-jobs",
+        str(workers),
+        "--index-jobs",
+        str(workers),
+        "--filters",
+        str(filters),
+        "--no-owner",
+        "--no-acl",
+        "--skip-extensions",
+    ]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(work, ignore_errors=True)
+    if out.returncode != 0:
+        raise SystemExit(f"pgcopydb failed:\n{out.stderr[-3000:]}")
+    with psycopg.connect(dst) as conn:  # it really copied the rows (not timed)
+        for t in tables:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t)))
+            if not (got := row.fetchone()) or got[0] == 0:
+                raise SystemExit(f"pgcopydb copied no rows of {t}")
+    return elapsed
+
+
 def engine(
     src: str, dst: str, tables: list[str], args: argparse.Namespace, checksums: bool
 ) -> dict:
@@ -178,16 +231,32 @@ def machine() -> str:
 
 
 def case(
-    name: str, src: str, dst: str, tables: list[str], args: argparse.Namespace, psql: Path
+    name: str,
+    src: str,
+    dst: str,
+    tables: list[str],
+    args: argparse.Namespace,
+    psql: Path,
+    pgcopydb: str | None,
+    admin_dst: str,
 ) -> dict:
     pipe_times: list[float] = []
+    pgc_times: list[float] = []
     eng_runs: list[dict] = []
     loads: list[float] = []
+    methods = ["pipe", "engine"] + (["pgcopydb"] if pgcopydb else [])
     for i in range(args.runs):
         loads.append(os.getloadavg()[0])
-        order = ("pipe", "engine") if i % 2 == 0 else ("engine", "pipe")
+        # Rotate the order so no method always runs first (or last) in a round.
+        order = methods[i % len(methods) :] + methods[: i % len(methods)]
         for which in order:
-            if which == "pipe":
+            if which == "pgcopydb":
+                assert pgcopydb is not None
+                pgc_times.append(
+                    pgcopydb_clone(pgcopydb, psql.parent, src, admin_dst, tables, args.workers)
+                )
+                print(f"[{name}] run {i + 1} pgcopydb clone: {pgc_times[-1]:.2f}s", flush=True)
+            elif which == "pipe":
                 pipe_times.append(psql_pipe(psql, src, dst, tables))
                 print(f"[{name}] run {i + 1} psql pipe: {pipe_times[-1]:.2f}s", flush=True)
             else:
@@ -208,11 +277,15 @@ def case(
         k: statistics.median(r["phases"].get(k, 0.0) for r in eng_runs)
         for k in eng_runs[0]["phases"]
     }
+    pgc = statistics.median(pgc_times) if pgc_times else None
     return {
         "name": name,
         "pipe": pipe,
         "engine": eng,
         "ratio": eng / pipe,
+        "pgcopydb": pgc,
+        "pgcopydb_runs": pgc_times,
+        "ratio_pgcopydb": eng / pgc if pgc else None,
         "pipe_runs": pipe_times,
         "engine_runs": [r["wall"] for r in eng_runs],
         "rss_mb": max(r["max_rss_kb"] for r in eng_runs) / 1024,
@@ -239,19 +312,29 @@ def render(results: list[dict], args: argparse.Namespace, server: str) -> str:
         'binary)"` into a pre-created table with its primary key (creation not timed); (b) '
         "`run_full_load` in a fresh process: snapshot, parallel binary COPY into a stage, primary "
         "key build, swap, row-count verification. Alternating, median of "
-        f"{args.runs} runs each.",
+        f"{args.runs} runs each; (c) `pgcopydb clone --table-jobs {args.workers} --index-jobs "
+        f"{args.workers} --filters` (only the case's tables) into a fresh database: schema by "
+        "pg_dump/pg_restore, COPY from one snapshot, then indexes and constraints.",
         "",
         "| case | rows | MB copied | (a) psql pipe, median s | (b) engine, median s | (b)/(a) | "
-        "engine peak RSS | engine phases (median s) | load avg |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "(c) pgcopydb clone, median s | (b)/(c) | engine peak RSS | engine phases (median s) "
+        "| load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in results:
         phases = ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items())
+        pgc = (
+            f"{r['pgcopydb']:.2f} ({', '.join(f'{x:.1f}' for x in r['pgcopydb_runs'])}) | "
+            f"**{r['ratio_pgcopydb']:.2f}**"
+            if r.get("pgcopydb")
+            else "- | -"
+        )
         lines.append(
             f"| {r['name']} | {r['rows']:,} | {r['bytes'] / 1e6:,.0f} | {r['pipe']:.2f} "
             f"({', '.join(f'{x:.1f}' for x in r['pipe_runs'])}) | {r['engine']:.2f} "
             f"({', '.join(f'{x:.1f}' for x in r['engine_runs'])}) | **{r['ratio']:.2f}** | "
-            f"{r['rss_mb']:.0f} MiB | {phases} | {', '.join(f'{x:.2f}' for x in r['load'])} |"
+            f"{pgc} | {r['rss_mb']:.0f} MiB | {phases} | "
+            f"{', '.join(f'{x:.2f}' for x in r['load'])} |"
         )
     for r in results:
         if r["checksum_wall"]:
@@ -299,6 +382,7 @@ def main() -> None:
     ap.add_argument("--target-url")
     ap.add_argument("--no-checksum-run", dest="checksum_run", action="store_false")
     ap.add_argument("--no-write", dest="write", action="store_false")
+    ap.add_argument("--no-pgcopydb", dest="pgcopydb", action="store_false")
     args = ap.parse_args()
     # SIGTERM (and SIGINT even when started with nohup) must still stop the embedded server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -310,6 +394,7 @@ def main() -> None:
     from cdc_assets.embedded import EmbeddedPostgres, free_port
 
     psql = Path(POSTGRES_BIN_PATH) / "psql"
+    pgcopydb = shutil.which("pgcopydb") if args.pgcopydb else None
     server = None
     if args.source_url and args.target_url:
         admin_src, admin_dst = args.source_url, args.target_url
@@ -327,7 +412,11 @@ def main() -> None:
         for name in many:
             generate(src, name, args.many_rows)
         print(f"generated in {time.perf_counter() - t:.1f}s", flush=True)
-        results = [case(f"1 table x {args.rows:,} rows", src, dst, ["big"], args, psql)]
+        results = [
+            case(
+                f"1 table x {args.rows:,} rows", src, dst, ["big"], args, psql, pgcopydb, admin_dst
+            )
+        ]
         if args.many_tables:
             results.append(
                 case(
@@ -337,6 +426,8 @@ def main() -> None:
                     many,
                     args,
                     psql,
+                    pgcopydb,
+                    admin_dst,
                 )
             )
         text = render(results, args, where)

@@ -1,12 +1,19 @@
 """The full load's worker threads: each imports the pipeline snapshot once, then runs copy tasks.
 
 A worker keeps one source transaction (on the shared snapshot) and one target connection for its
-whole life, so the snapshot is imported ``workers`` times, not once per range, and the coordinator
-can release the exporting session as soon as every worker has started. Threads suffice: the per-row
-Python work is one buffer append, and psycopg's libpq calls run without the GIL.
+whole life (the source one until only index builds are left for it), so the snapshot is imported
+``workers`` times, not once per range, and the coordinator can release the exporting session as
+soon as every worker has started. Threads suffice: the per-row Python work is one buffer append,
+and psycopg's libpq calls run without the GIL.
+
+The same workers build each stage's primary key and indexes as soon as the table's last copy
+committed, ahead of the copies still queued: a finished table's index sort then overlaps with the
+copy of the others instead of all builds waiting for the last copy, and the number of sessions
+working on the target stays ``workers`` (``CDC_FULL_LOAD_WORKERS``). Index builds read only the
+target, so the snapshot every copy reads is untouched by them.
 """
 
-import queue
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +36,7 @@ from cdc_assets.source.snapshot import (
     import_snapshot,
 )
 from cdc_assets.target.copy import SourceReadError, pump
+from cdc_assets.target.ddl import build_indexes
 
 SESSION_OPTIONS = (
     "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3"
@@ -55,10 +63,21 @@ class CopyTask:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexTask:
+    """Build the primary key and indexes of one table's stage, once all its rows are in."""
+
+    table: TableInfo
+    stage: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChecksumTask:
     """Compute the source checksum of one table inside the snapshot."""
 
     table: TableInfo
+
+
+Task = CopyTask | IndexTask | ChecksumTask
 
 
 @dataclass
@@ -72,6 +91,8 @@ class TableTally:
     finished: float | None = None
     checksum: tuple[int, str] | None = None
     reported_bytes: int = -1
+    target_rows: int = 0
+    """Sum of the target's ``COPY n`` tags: the rows the stage holds, without counting them."""
 
 
 class WorkerPool:
@@ -97,12 +118,10 @@ class WorkerPool:
         self.tallies = tallies
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
-        self.queue: queue.SimpleQueue[CopyTask | ChecksumTask | None] = queue.SimpleQueue()
-        for t in tasks:
-            self.queue.put(t)
+        self.queue: collections.deque[Task] = collections.deque(tasks)
+        self.pending = len(tasks)
+        """Tasks queued or running: a worker may leave only at 0 (a copy can add an index task)."""
         self.size = max(1, min(size, len(tasks)))
-        for _ in range(self.size):
-            self.queue.put(None)
         self.imported = 0
         self.exited = 0
         self.error: BaseException | None = None
@@ -163,15 +182,27 @@ class WorkerPool:
             # Safe: nothing is visible until the swap, whose commit is synchronous and flushes the
             # WAL of every stage commit before it.
             tgt.execute("SET synchronous_commit = off")
+            tgt.execute("SET maintenance_work_mem = '256MB'")  # index builds: one sort in memory
             tgt.commit()
-            while self.error is None:
-                task = self.queue.get()
-                if task is None:
-                    break
-                if isinstance(task, CopyTask):
-                    self._copy(src, tgt, task)
-                else:
-                    self._checksum(src, task)
+            while (task := self._next()) is not None:
+                if isinstance(task, IndexTask) and src is not None and self._no_source_work():
+                    # Only index builds are left for this worker: end its source transaction
+                    # now, so the snapshot does not hold back the source's vacuum meanwhile.
+                    src.close()
+                    src = None
+                try:
+                    if isinstance(task, IndexTask):
+                        self._index(tgt, task)
+                    elif src is None:  # cannot happen: copies are never queued after the start
+                        raise RuntimeError("a copy task came after the source was released")
+                    elif isinstance(task, CopyTask):
+                        self._copy(src, tgt, task)
+                    else:
+                        self._checksum(src, task)
+                finally:
+                    with self.changed:
+                        self.pending -= 1
+                        self.changed.notify_all()
         except BaseException as exc:  # handed to the coordinator, re-raised there
             self._fail(exc)
         finally:
@@ -181,6 +212,19 @@ class WorkerPool:
             with self.changed:
                 self.exited += 1
                 self.changed.notify_all()
+
+    def _next(self) -> Task | None:
+        """The next task, index builds first; None once no task is left or can still come."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.queue or self.pending == 0 or self.error)
+            if self.error is not None or not self.queue:
+                return None
+            return self.queue.popleft()
+
+    def _no_source_work(self) -> bool:
+        """True once no copy or checksum is queued (none is ever added after the start)."""
+        with self.changed:
+            return all(isinstance(t, IndexTask) for t in self.queue)
 
     def _progress(self, oid: int) -> Callable[[int], None]:
         def add(nbytes: int) -> None:
@@ -240,9 +284,14 @@ class WorkerPool:
         with self.changed:
             tally = self.tallies[table.oid]
             tally.rows += count.rows_out
+            tally.target_rows += count.rows_in
             tally.chunks_left -= 1
             if tally.chunks_left == 0:
                 tally.finished = time.monotonic()
+                if table.primary_key or table.indexes:
+                    # Ahead of the queued copies: its sort overlaps with their I/O.
+                    self.queue.appendleft(IndexTask(table, task.stage))
+                    self.pending += 1
             self.changed.notify_all()
 
     def _lock_unchanged(self, src: psycopg.Connection[Any], table: TableInfo) -> None:
@@ -269,6 +318,11 @@ class WorkerPool:
                 table=table.ref.display,
                 fix="re-run the full load, without DDL on its tables while it loads",
             )
+
+    def _index(self, tgt: psycopg.Connection[Any], task: IndexTask) -> None:
+        """Build on the worker's own target session (no extra connection), then commit."""
+        build_indexes(tgt, self.schema, task.stage, task.table, pipeline=self.pipeline)
+        tgt.commit()
 
     def _checksum(self, src: psycopg.Connection[Any], task: ChecksumTask) -> None:
         table = task.table
