@@ -186,13 +186,14 @@ ROW_COUNTS_CHECK = "row_counts_match"
 ROW_COUNTS_KEY = dg.AssetCheckKey(TARGET_TABLES, ROW_COUNTS_CHECK)
 
 ROW_COUNTS_DESCRIPTION = (
-    "Every target table holds exactly the rows its full load copied. In the load's run: the rows "
-    "the COPY command tags reported for each table against the table counted right after the "
-    "swap. Executed again later: a full_load pipeline's tables against the rows its last full "
-    "load copied (only a load writes them); a full_load_and_cdc pipeline's tables against the "
-    "source counted in one snapshot, compared only while CDC has applied every change (no "
-    "pending change before and after counting, pipeline lock held), otherwise reported as not "
-    "compared. Fails (ERROR) only on a real difference; a count that cannot be taken is a WARN."
+    "Every target table holds exactly the rows its full load copied. In the load's run: the "
+    "rows the source's COPY command tags reported for each table against what the swapped-in "
+    "table holds (the target's COPY tags). Executed again later: a full_load pipeline's tables "
+    "against the rows its last full load copied (only a load writes them); a full_load_and_cdc "
+    "pipeline's tables against the source counted in one snapshot, compared only while CDC has "
+    "applied every change (no pending change before and after counting, pipeline lock held), "
+    "otherwise reported as not compared. Fails (ERROR) only on a real difference; a count that "
+    "cannot be taken is a WARN."
 )
 
 

@@ -88,9 +88,11 @@ class TableResult:
     """What one table's load moved; ``checksum`` only when verification was switched on.
 
     ``rows`` is exact: the sum of the source's ``COPY n`` command tags of the table's copies,
-    each checked equal to the target's tag for the same stream. ``target_rows`` is the live
-    table counted right after the swap by the load itself (the pipeline lock still held, so no
-    CDC batch can have changed it): the ``row_counts_match`` check compares the two.
+    each checked equal to the target's tag for the same stream. ``target_rows`` is what the
+    live table holds right after the swap: the sum of the target's own ``COPY n`` tags (the swap
+    only renames the stage, which nothing else can write), or its ``count(*)`` when checksums are
+    on; the pipeline lock is still held, so no CDC batch has changed it. The
+    ``row_counts_match`` check compares the two.
     """
 
     table: TableRef

@@ -1,13 +1,13 @@
 """Row counts for the ``row_counts_match`` check when it is evaluated outside a full load.
 
-Inside the load the check compares the rows copied with the target counted at the swap (both in
-``FullLoadResult``). Later, a ``full_load`` target changes only by a new load, so its count must
-still equal what the last load copied. A ``full_load_and_cdc`` target follows the source, so it
-is compared with the source, and only when the comparison means something: every change of the
-pipeline's tables is applied (no pending change in the slot, checked before and after counting
-the source in one snapshot) and the caller holds the pipeline lock, so no batch moves the target
-meanwhile. Under a steady writer that is rarely true, and then the answer is "not compared", never
-a false mismatch.
+Inside the load the check compares the rows copied with what the swapped-in table holds (both in
+``FullLoadResult``, from the source's and the target's ``COPY`` tags). Later, a ``full_load``
+target changes only by a new load, so its count must still equal what the last load copied. A
+``full_load_and_cdc`` target follows the source, so it is compared with the source, and only when
+the comparison means something: every change of the pipeline's tables is applied (no pending
+change in the slot, checked before and after counting the source in one snapshot) and the caller
+holds the pipeline lock, so no batch moves the target meanwhile. Under a steady writer that is
+rarely true, and then the answer is "not compared", never a false mismatch.
 """
 
 import time
