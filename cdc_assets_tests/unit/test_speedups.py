@@ -107,7 +107,7 @@ def _outcome(fn: Callable[[bytes], object], data: bytes) -> tuple[str, object]:
         return type(exc).__name__, str(exc)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(damaged())
 def test_compiled_and_reference_agree_on_any_frame(data: bytes) -> None:
     fast = codec.compiled() or codec.PURE
