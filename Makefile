@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test lint unit integration e2e test-matrix browser bench bench-full-load bench-cdc clean
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py cdc_assets/decoding/_speedups.pyx
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q -e '.[dev]'
@@ -19,9 +19,13 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/cdc-assets demo
 
-## Tests: lint + types + the whole suite (unit, integration, e2e, browser) on an embedded PostgreSQL
+## Tests: lint + types + the whole suite (unit, integration, e2e, browser) on an embedded PostgreSQL.
+## CDC_ASSETS_REQUIRE_SPEEDUPS=1: the compiled decoder must have been built (no silent fallback).
+## Then the CDC integration tests again on the pure-Python reference decoder (the fallback).
+CDC_TESTS := $(wildcard cdc_assets_tests/integration/test_cdc_*.py)
 test: install browser lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	CDC_ASSETS_REQUIRE_SPEEDUPS=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+	CDC_ASSETS_PURE_PYTHON=1 $(VENV)/bin/pytest $(CDC_TESTS) $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

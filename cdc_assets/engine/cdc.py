@@ -27,17 +27,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cdc_assets.decoding import codec
 from cdc_assets.decoding.messages import Delete, Insert, Relation, Truncate, Update
-from cdc_assets.decoding.pgoutput import (
-    BEGIN,
-    COMMIT,
-    INSERT,
-    DecodeError,
-    begin_final_lsn,
-    commit_end_lsn,
-    decode,
-    decode_new_row,
-)
+from cdc_assets.decoding.pgoutput import BEGIN, COMMIT, INSERT, DecodeError
 from cdc_assets.domain import Lsn, PipelineSpec, TableRef
 from cdc_assets.errors import (
     CdcError,
@@ -413,6 +405,12 @@ def run_cdc_batch(
             chunk_changes=chunk_changes,
             log=log,
         )
+        # The compiled decoder when built (CDC_ASSETS_PURE_PYTHON=1 forces the reference): chosen
+        # per batch, not at import, and bound to local names for the hot loop.
+        chosen = codec.load()
+        decode, decode_new_row = chosen.decode, chosen.decode_new_row
+        begin_final_lsn, commit_end_lsn = chosen.begin_final_lsn, chosen.commit_end_lsn
+        log(f"decoder: {'compiled' if chosen.compiled else 'pure Python'}")
         transactions = 0
         last_end = 0
         skipping = False

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import struct
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cdc_assets.decoding.codec import Codec
 from cdc_assets.decoding.messages import (
     UNCHANGED_TOAST,
     Begin,
@@ -25,8 +27,17 @@ from cdc_assets.decoding.messages import (
     Update,
 )
 from cdc_assets.decoding.pgoutput import DecodeError, decode, pg_timestamp
+from cdc_assets_tests.unit import decoders
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module", params=decoders.IDS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[Codec]:
+    """Every test here runs against the pure-Python reference and against the compiled twin."""
+    with decoders.bound(globals(), request.param) as impl:
+        yield impl
+
 
 GOLDEN = Path(__file__).parent / "golden"
 

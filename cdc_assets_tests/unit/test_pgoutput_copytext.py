@@ -1,16 +1,33 @@
 """pgoutput values to COPY text lines, and the fast Begin/Commit readers, without a database."""
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cdc_assets.decoding.codec import Codec
 from cdc_assets.decoding.messages import UNCHANGED_TOAST, Begin, Commit
-from cdc_assets.decoding.pgoutput import DecodeError, begin_final_lsn, commit_end_lsn, decode
+from cdc_assets.decoding.pgoutput import (
+    DecodeError,
+    begin_final_lsn,
+    commit_end_lsn,
+    decode,
+    decode_new_row,
+)
 from cdc_assets.source.changes import _single_array_element
 from cdc_assets.target.copytext import NULL, escape, field, line, row_line
+from cdc_assets_tests.unit import decoders
 from cdc_assets_tests.unit.test_pgoutput import raw_messages
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module", params=decoders.IDS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[Codec]:
+    """The fast readers here run against the pure-Python reference and the compiled twin."""
+    with decoders.bound(globals(), request.param) as impl:
+        yield impl
 
 
 def unescape_copy_line(text: bytes) -> list[bytes | None]:
@@ -90,7 +107,6 @@ def test_missing_value_array_element(text: str, value: str | None) -> None:
 @pytest.mark.parametrize("name", ["basic", "toast", "identity_full", "add_column"])
 def test_decode_new_row_agrees_with_decode(name: str) -> None:
     from cdc_assets.decoding.messages import Insert, Update
-    from cdc_assets.decoding.pgoutput import decode_new_row
 
     fast_seen = 0
     for raw in raw_messages(name):

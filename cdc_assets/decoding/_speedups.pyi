@@ -1,0 +1,13 @@
+"""Types of the compiled twin of the pgoutput hot path (``_speedups.pyx``)."""
+
+from cdc_assets.decoding.messages import Message, Row
+
+BEGIN: int
+COMMIT: int
+INSERT: int
+UPDATE: int
+
+def decode(data: bytes) -> Message: ...
+def decode_new_row(data: bytes) -> tuple[int, Row] | None: ...
+def begin_final_lsn(data: bytes) -> int: ...
+def commit_end_lsn(data: bytes) -> int: ...
