@@ -57,7 +57,8 @@ def lag_check_description(settings: Settings) -> str:
         "slot's confirmed position (what the slot still holds on the source). Passes up to "
         f"CDC_LAG_WARN_BYTES ({settings.lag_warn_bytes}); WARN above it, ERROR above "
         f"CDC_LAG_FAIL_BYTES ({settings.lag_fail_bytes}). Reported by each CDC batch, every "
-        "minute for disabled or STOPPED pipelines, and measured now when executed by hand. A "
+        f"{settings.idle_lag_interval_s} s (CDC_IDLE_LAG_INTERVAL_S) for disabled or STOPPED "
+        "pipelines, and measured now when executed by hand. A "
         "full_load pipeline, or one whose first full load has not completed, has no slot and "
         "passes."
     )
