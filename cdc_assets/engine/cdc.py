@@ -298,6 +298,36 @@ def _leaf_truncated(
     )
 
 
+def _leaves_gone(
+    spec: PipelineSpec, src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], gone: list[int]
+) -> SchemaChangeError:
+    """The error for partitions that left a pipeline table since the last batch.
+
+    ``DETACH PARTITION`` and ``DROP TABLE`` of a partition remove its rows from the partitioned
+    table without a DELETE in the stream, so the target's copy would keep them for good. Checked
+    before reading the stream: nothing of the batch is applied.
+    """
+    names = changes.relation_names(src, gone)
+    named = ", ".join(
+        f"{names[oid]} (OID {oid}, detached)" if oid in names else f"OID {oid} (dropped)"
+        for oid in gone
+    )
+    accept = sql.SQL("DELETE FROM {} WHERE pipeline = {} AND leaf IN ({})").format(
+        sql.Identifier(spec.target_schema, LEAVES_TABLE),
+        sql.Literal(spec.name),
+        sql.SQL(", ").join(sql.Literal(oid) for oid in gone),
+    )
+    return SchemaChangeError(
+        f"partition{'s' if len(gone) > 1 else ''} {named} left a partitioned table of the "
+        "pipeline since the last batch (DETACH PARTITION or DROP TABLE); logical decoding sends "
+        "no DELETE for its rows, so the target still holds them; nothing of this batch was applied",
+        pipeline=spec.name,
+        table=", ".join(map(str, sorted(spec.tables))),
+        fix="reset the pipeline for a new full load; or delete those rows from the target table "
+        f"yourself, then run {accept.as_string(tgt)} on the target and rerun",
+    )
+
+
 def _check_publication_covers(spec: PipelineSpec, src: psycopg.Connection[Any]) -> None:
     """Fail unless the publication sends exactly the row's tables.
 
@@ -387,6 +417,8 @@ def run_cdc_batch(
             if (oid := changes.table_oid(src, t.schema, t.name)) is not None
         }
         leaves, leaves_before, leaves_changed = _leaf_files(spec, src, tgt, oids, watermark)
+        if gone := sorted(set(leaves_before) - set(leaves)):
+            raise _leaves_gone(spec, src, tgt, gone)
         changes.flush_source_wal(src)
         upto = changes.current_flush_lsn(src)
         log(f"batch from {watermark} (slot at {confirmed}) up to {upto}")

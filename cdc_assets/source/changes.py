@@ -333,6 +333,16 @@ class LeafPartition:
     bound: str | None  # pg_get_expr(relpartbound): FOR VALUES ... (None: not a partition)
 
 
+def relation_names(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int, str]:
+    """``schema.name`` of those relations that still exist (a dropped one is simply absent)."""
+    rows = conn.execute(
+        "SELECT c.oid::bigint, n.nspname::text, c.relname::text FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s::oid[])",
+        (oids,),
+    ).fetchall()
+    return {int(r[0]): str(TableRef(r[1], r[2])) for r in rows}
+
+
 def leaf_partitions(conn: psycopg.Connection[Any], relation_ids: list[int]) -> list[LeafPartition]:
     """Leaf partitions of those relations that are partitioned (none for plain tables)."""
     rows = conn.execute(

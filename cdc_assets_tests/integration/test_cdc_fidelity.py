@@ -69,6 +69,31 @@ def test_truncate_of_one_partition_before_the_first_batch_fails_naming_it(new_db
     assert checksum(p.target, "public", "ev") == before  # nothing applied
 
 
+@pytest.mark.parametrize("how", ["detach", "drop"])
+def test_partition_that_leaves_the_table_fails_naming_it(new_db, how: str) -> None:
+    """DETACH PARTITION / DROP TABLE of a leaf remove its rows from the root with no DELETE in the
+    stream: the batch fails naming it; the fix (delete the rows, accept) followed literally
+    recovers with the target equal to the source."""
+    p = loaded_pipeline(new_db, PARTITIONED, ["public.ev"])
+    p.batch()
+    before = checksum(p.target, "public", "ev")
+    leave = (
+        "ALTER TABLE public.ev DETACH PARTITION public.ev_a"
+        if how == "detach"
+        else "DROP TABLE public.ev_a"
+    )
+    execute(p.source, leave, "INSERT INTO public.ev VALUES (9000, '2025-06-01', 1)")
+    with pytest.raises(SchemaChangeError) as err:
+        p.batch()
+    text = err.value.for_row()
+    expected = "public.ev_a (OID" if how == "detach" else "(dropped)"
+    assert expected in text and "left a partitioned table" in text, text
+    assert checksum(p.target, "public", "ev") == before  # nothing applied
+    execute(p.target, "DELETE FROM public.ev WHERE day < '2025-01-01'", _fix_sql(text, "target"))
+    p.batch()
+    p.assert_equal()
+
+
 def test_partition_rewrite_fix_works_and_root_truncate_is_exact(new_db) -> None:
     """VACUUM FULL also gives a leaf a new file: the batch cannot tell it from a TRUNCATE, so it
     fails; the fix for that case, followed literally, lets it go on with nothing lost. A TRUNCATE
