@@ -15,6 +15,11 @@ The order of a batch is the whole guarantee:
 
 A crash before 4 leaves the target untouched and the slot where it was; between 4 and 5 the next
 batch re-reads what the target already has and skips it by LSN.
+
+The checks of step 1 are the source's (``source/slot_checks.py``, ``source/table_checks.py``,
+``source/partitions.py``), so this module holds the batch's order and nothing else; the cheap
+questions sensors ask (``pending_bytes``, ``has_pending_changes``, ``slot_lag_bytes``) live in
+``source/pending.py`` and are re-exported here for the callers that import them from here.
 """
 
 import time
