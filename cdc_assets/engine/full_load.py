@@ -31,7 +31,6 @@ from psycopg import sql
 
 from cdc_assets.domain import Lsn, PipelineSpec, TableRef
 from cdc_assets.engine.full_load_workers import (
-    SESSION_SETTINGS,
     ChecksumTask,
     CopyTask,
     TableTally,
@@ -39,7 +38,7 @@ from cdc_assets.engine.full_load_workers import (
 )
 from cdc_assets.errors import ConfigError, ConsistencyError, TargetError
 from cdc_assets.pg.catalog import TableInfo, check_cdc_ready, describe_tables, server_major
-from cdc_assets.pg.connect import connect
+from cdc_assets.pg.connect import connect, set_session
 from cdc_assets.settings import Settings
 from cdc_assets.source.changes import leaf_partitions
 from cdc_assets.source.replication import (
@@ -403,8 +402,7 @@ def _verify(
     the source's tag for the same stream: a ``count(*)`` of the swapped-in table would read the
     whole table once more to learn the same number (nothing else can write a stage).
     """
-    for setting in SESSION_SETTINGS:  # the workers' session options, on this session
-        tgt.execute(sql.SQL(setting))  # type: ignore[arg-type]
+    set_session(tgt)  # the workers' session options, on this session
     results = []
     for table in tables:
         tally = tallies[table.oid]

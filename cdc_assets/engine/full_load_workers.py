@@ -25,7 +25,7 @@ from psycopg import sql
 
 from cdc_assets.errors import SourceError, TargetError
 from cdc_assets.pg.catalog import TableInfo
-from cdc_assets.pg.connect import connect, first_line
+from cdc_assets.pg.connect import SESSION_OPTIONS, connect, first_line
 from cdc_assets.secrets import scrub
 from cdc_assets.source.snapshot import (
     BlockRange,
@@ -37,19 +37,6 @@ from cdc_assets.source.snapshot import (
 )
 from cdc_assets.target.copy import SourceReadError, pump
 from cdc_assets.target.ddl import build_indexes
-
-SESSION_OPTIONS = (
-    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3"
-)
-"""Same text forms on both sides: text COPY and checksums must not depend on session settings."""
-
-SESSION_SETTINGS = (
-    "SET TimeZone = 'UTC'",
-    "SET DateStyle = 'ISO, YMD'",
-    "SET IntervalStyle = 'postgres'",
-    "SET extra_float_digits = 3",
-)
-""":data:`SESSION_OPTIONS` as statements, for sessions opened by someone else."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,15 @@ def set_leaves(
         )
 
 
+def forget_leaves_sql(schema: str, pipeline: str, leaves: list[int]) -> sql.Composed:
+    """The statement that drops the record of ``leaves``: how a user accepts their new state."""
+    return sql.SQL("DELETE FROM {} WHERE pipeline = {} AND leaf IN ({})").format(
+        sql.Identifier(schema, LEAVES_TABLE),
+        sql.Literal(pipeline),
+        sql.SQL(", ").join(sql.Literal(oid) for oid in leaves),
+    )
+
+
 def _exists(conn: psycopg.Connection[Any], schema: str) -> bool:
     row = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL", (_table(schema).as_string(conn),)

@@ -15,9 +15,10 @@ import psycopg
 from psycopg import sql
 
 from cdc_assets.domain import Mode, PipelineSpec, TableRef
-from cdc_assets.engine.cdc import KILL_ENV, CdcBatchResult, run_cdc_batch
+from cdc_assets.engine.cdc import CdcBatchResult, run_cdc_batch
 from cdc_assets.engine.full_load import run_full_load
 from cdc_assets.settings import Settings
+from cdc_assets_tests.integration.cdc_child import KILL_ENV
 
 SESSION = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3"
 
