@@ -16,6 +16,7 @@ from cdc_assets.defs.run_status import apply_write, error_text, pipeline_failure
 from cdc_assets.domain import CdcStatus, Mode, Phase, Writer
 from cdc_assets.errors import ConfigError
 from cdc_assets.settings import Settings
+from cdc_assets.status.rules import LagVerdict, lag_verdict
 
 LAG_CHECK = "cdc_lag"
 
@@ -27,16 +28,16 @@ def lag_check_result(pipeline: str, lag_bytes: int, settings: Settings) -> dg.As
     finish overwrote the check for every pipeline. The thresholds are constants, so they go in
     the description, not in metadata (the UI plots every numeric metadata key over time).
     """
-    passed = lag_bytes <= settings.lag_warn_bytes
+    verdict = lag_verdict(
+        lag_bytes, warn_bytes=settings.lag_warn_bytes, fail_bytes=settings.lag_fail_bytes
+    )
     severity = (
-        dg.AssetCheckSeverity.ERROR
-        if lag_bytes > settings.lag_fail_bytes
-        else dg.AssetCheckSeverity.WARN
+        dg.AssetCheckSeverity.ERROR if verdict is LagVerdict.ERROR else dg.AssetCheckSeverity.WARN
     )
     return dg.AssetCheckEvaluation(
         asset_key=TARGET_TABLES,
         check_name=LAG_CHECK,
-        passed=passed,
+        passed=verdict.passed,
         severity=severity,
         partition=pipeline,
         description=lag_result_description(pipeline, lag_bytes, settings),

@@ -126,6 +126,17 @@ def status_for(phase: Phase, state: RunState) -> str | None:
     return cdc_status_for(state)
 
 
+def step_status(phase: Phase, *, success: bool) -> str:
+    """The status a finished step reports for ``phase`` (the hooks' map).
+
+    The same table as a finished run's (:func:`status_for`), so a hook and the run-status
+    sensors can never map one outcome to two statuses.
+    """
+    status = status_for(phase, RunState.SUCCESS if success else RunState.FAILURE)
+    assert status is not None  # both finished states map for both phases
+    return status
+
+
 def canceled_message(run: RunFact) -> str:
     """``last_error`` of a canceled run: says "canceled", and when, so an operator can find it."""
     when = f" at {run.ended_at.isoformat(timespec='seconds')}" if run.ended_at else ""
