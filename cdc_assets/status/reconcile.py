@@ -126,6 +126,11 @@ def status_for(phase: Phase, state: RunState) -> str | None:
     return cdc_status_for(state)
 
 
+def running_status(phase: Phase) -> FullLoadStatus | None:
+    """The status a phase's op writes when it starts: ``IN_PROGRESS``; CDC has none."""
+    return full_load_status_for(RunState.STARTED) if phase is Phase.FULL_LOAD else None
+
+
 def step_status(phase: Phase, *, success: bool) -> str:
     """The status a finished step reports for ``phase`` (the hooks' map).
 
