@@ -107,9 +107,10 @@ def status_bracket(
             context,
             lambda: apply_write(
                 repo,
-                write_for(ident, step_status(phase, success=True), message=success_message),
+                write_for(
+                    ident, step_status(phase, success=True), message=success_message, rows=run.rows
+                ),
                 Writer.OP,
-                rows=run.rows,
             ),
         )
 

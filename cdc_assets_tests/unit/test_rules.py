@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase
-from cdc_assets.status.reconcile import RunState, status_for, step_status
+from cdc_assets.status.reconcile import RunState, running_status, status_for, step_status
 from cdc_assets.status.rules import LagVerdict, has_slot, lag_verdict, wants_cdc
 
 pytestmark = pytest.mark.unit
@@ -59,3 +59,9 @@ def test_step_status_is_the_run_status_table(phase: Phase, success: bool) -> Non
         (Phase.CDC, False): CdcStatus.FAILED,
     }[(phase, success)]
     assert step_status(phase, success=success) == expected
+
+
+def test_running_status_is_in_progress_for_a_full_load_and_none_for_cdc() -> None:
+    """The bracket's entry write: CDC has no running status (docs/internals.md)."""
+    assert running_status(Phase.FULL_LOAD) is FullLoadStatus.IN_PROGRESS
+    assert running_status(Phase.CDC) is None
