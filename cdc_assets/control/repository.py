@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from cdc_assets.domain import (
 from cdc_assets.errors import MAX_ROW_ERROR, ConfigError, ConnectError, PipelineNotFound
 from cdc_assets.secrets import BadReference, check_reference, scrub
 from cdc_assets.status.machine import Outcome, PhaseState, ProposedWrite, Status, decide
+from cdc_assets.status.reconcile import Write
 
 __all__ = [
     "NO_RETRY",
@@ -357,6 +358,34 @@ class PipelineRepository:
 
     # -- guarded status writes ---------------------------------------------------------------
 
+    def apply(self, write: Write, writer: Writer) -> bool:
+        """Apply one guarded status write by ``writer``; True if the row now records it.
+
+        Every status writer (op, hooks, run-status sensors, reconciler, CLI) hands over the same
+        frozen :class:`Write`, so its fields are spelled once, not as a keyword list at each
+        level. A status change writes one event; a newer run reporting the status the row already
+        has moves only the run columns (no event: ``pipeline_events`` holds status changes).
+
+        Full load: ``IN_PROGRESS`` stamps ``full_load_started_at``; ``COMPLETED`` stamps
+        ``full_load_completed_at``, stores ``rows`` and clears ``last_error``. CDC: the next good
+        batch of an ``ACTIVE`` pipeline updates the run columns and ``last_run_id`` without an
+        ``ACTIVE -> ACTIVE`` event; ``ACTIVE`` clears ``last_error``. ``FAILED`` stores ``error``
+        (scrubbed) in ``last_error``.
+
+        Raises:
+            ValueError: ``run_created_at`` is naive, or the status is not one of the phase's.
+        """
+        if write.run_created_at.tzinfo is None:
+            raise ValueError("run_created_at must be timezone-aware (Dagster's create_timestamp)")
+        full_load = write.phase is Phase.FULL_LOAD
+        to: Status = FullLoadStatus(write.status) if full_load else CdcStatus(write.status)
+        write = replace(write, status=to, rows=write.rows if full_load else None)
+        writer = Writer(writer)
+        return self._retrying(
+            f"pipeline {write.pipeline} {write.phase} -> {to}",
+            lambda: self._transition_once(write, writer),
+        )
+
     def transition_full_load(
         self,
         name: str,
@@ -369,25 +398,19 @@ class PipelineRepository:
         rows: int | None = None,
         message: str | None = None,
     ) -> bool:
-        """Apply a guarded full-load status write; True if the row now records this write.
-
-        A status change writes one event; a newer run reporting the status the row already has
-        moves only the run columns (no event: ``pipeline_events`` holds status changes).
-
-        ``IN_PROGRESS`` stamps ``full_load_started_at``; ``COMPLETED`` stamps
-        ``full_load_completed_at``, stores ``rows`` and clears ``last_error``; ``FAILED`` stores
-        ``error`` (scrubbed) in ``last_error``.
-        """
-        return self._transition(
-            Phase.FULL_LOAD,
-            name,
-            FullLoadStatus(to),
-            run_id=run_id,
-            run_created_at=run_created_at,
-            writer=writer,
-            error=error,
-            rows=rows,
-            message=message,
+        """:meth:`apply` of a full-load write spelled out (tests, one-off callers)."""
+        return self.apply(
+            Write(
+                pipeline=name,
+                phase=Phase.FULL_LOAD,
+                status=FullLoadStatus(to),
+                run_id=run_id,
+                run_created_at=run_created_at,
+                error=error,
+                message=message,
+                rows=rows,
+            ),
+            writer,
         )
 
     def transition_cdc(
@@ -401,69 +424,24 @@ class PipelineRepository:
         error: str | None = None,
         message: str | None = None,
     ) -> bool:
-        """Apply a guarded CDC status write; True if the row now records this write.
-
-        As :meth:`transition_full_load`: the next good batch of an ``ACTIVE`` pipeline updates
-        the run columns and ``last_run_id`` without an ``ACTIVE -> ACTIVE`` event.
-
-        ``ACTIVE`` clears ``last_error``; ``FAILED`` stores ``error`` (scrubbed).
-        """
-        return self._transition(
-            Phase.CDC,
-            name,
-            CdcStatus(to),
-            run_id=run_id,
-            run_created_at=run_created_at,
-            writer=writer,
-            error=error,
-            rows=None,
-            message=message,
-        )
-
-    def _transition(
-        self,
-        phase: Phase,
-        name: str,
-        to: Status,
-        *,
-        run_id: str,
-        run_created_at: datetime,
-        writer: Writer,
-        error: str | None,
-        rows: int | None,
-        message: str | None,
-    ) -> bool:
-        if run_created_at.tzinfo is None:
-            raise ValueError("run_created_at must be timezone-aware (Dagster's create_timestamp)")
-        writer = Writer(writer)
-        return self._retrying(
-            f"pipeline {name} {phase} -> {to}",
-            lambda: self._transition_once(
-                phase,
-                name,
-                to,
+        """:meth:`apply` of a CDC write spelled out (tests, one-off callers)."""
+        return self.apply(
+            Write(
+                pipeline=name,
+                phase=Phase.CDC,
+                status=CdcStatus(to),
                 run_id=run_id,
                 run_created_at=run_created_at,
-                writer=writer,
                 error=error,
-                rows=rows,
                 message=message,
             ),
+            writer,
         )
 
-    def _transition_once(
-        self,
-        phase: Phase,
-        name: str,
-        to: Status,
-        *,
-        run_id: str,
-        run_created_at: datetime,
-        writer: Writer,
-        error: str | None,
-        rows: int | None,
-        message: str | None,
-    ) -> bool:
+    def _transition_once(self, write: Write, writer: Writer) -> bool:
+        phase, name, to = write.phase, write.pipeline, write.status
+        run_id, run_created_at = write.run_id, write.run_created_at
+        error, rows, message = write.error, write.rows, write.message
         with self._session() as s:
             p = self._locked(s, name)
             fields = _PhaseColumns(phase)

@@ -9,13 +9,14 @@ from typing import Any
 
 import dagster as dg
 
-from cdc_assets.defs.full_load import TARGET_TABLES, pipeline_run, write_after_success
+from cdc_assets.defs.bracket import status_bracket
+from cdc_assets.defs.full_load import TARGET_TABLES
 from cdc_assets.defs.hooks import record_failure_hook, record_success_hook
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
-from cdc_assets.defs.run_status import apply_write, error_text, pipeline_failure, write_for
-from cdc_assets.domain import CdcStatus, Mode, Phase, Writer
+from cdc_assets.domain import Mode, Phase
 from cdc_assets.errors import ConfigError
 from cdc_assets.settings import Settings
+from cdc_assets.status.rules import LagVerdict, lag_verdict
 
 LAG_CHECK = "cdc_lag"
 
@@ -27,16 +28,16 @@ def lag_check_result(pipeline: str, lag_bytes: int, settings: Settings) -> dg.As
     finish overwrote the check for every pipeline. The thresholds are constants, so they go in
     the description, not in metadata (the UI plots every numeric metadata key over time).
     """
-    passed = lag_bytes <= settings.lag_warn_bytes
+    verdict = lag_verdict(
+        lag_bytes, warn_bytes=settings.lag_warn_bytes, fail_bytes=settings.lag_fail_bytes
+    )
     severity = (
-        dg.AssetCheckSeverity.ERROR
-        if lag_bytes > settings.lag_fail_bytes
-        else dg.AssetCheckSeverity.WARN
+        dg.AssetCheckSeverity.ERROR if verdict is LagVerdict.ERROR else dg.AssetCheckSeverity.WARN
     )
     return dg.AssetCheckEvaluation(
         asset_key=TARGET_TABLES,
         check_name=LAG_CHECK,
-        passed=passed,
+        passed=verdict.passed,
         severity=severity,
         partition=pipeline,
         description=lag_result_description(pipeline, lag_bytes, settings),
@@ -66,44 +67,30 @@ def cdc_sync(
     repo = control.repository()
     settings = Settings.from_env()
     pipeline = context.partition_key
-    with pipeline_run(context, repo, pipeline, Phase.CDC) as ident:
-        try:
-            row = repo.get(pipeline)
-            if row.mode is not Mode.FULL_LOAD_AND_CDC:
-                # Without this, a UI launch for a full_load pipeline fails on its missing slot.
-                raise ConfigError(
-                    f"mode is {row.mode.value}: CDC batches apply to full_load_and_cdc pipelines",
-                    pipeline=pipeline,
-                    fix="set the mode to full_load_and_cdc and run a new full load",
-                )
-            resolved = connections.resolved(row.spec)
-            result = run_cdc_batch(
-                resolved.spec,
-                source_url=resolved.source_url,
-                target_url=resolved.target_url,
-                settings=settings,
-                progress=context.log.info,
+    with status_bracket(
+        context, repo, pipeline, Phase.CDC, success_message="op: batch applied"
+    ) as run:
+        if run.row.mode is not Mode.FULL_LOAD_AND_CDC:
+            # Without this, a UI launch for a full_load pipeline fails on its missing slot.
+            raise ConfigError(
+                f"mode is {run.row.mode.value}: CDC batches apply to full_load_and_cdc pipelines",
+                pipeline=pipeline,
+                fix="set the mode to full_load_and_cdc and run a new full load",
             )
-        except Exception as exc:
-            apply_write(
-                repo,
-                write_for(ident, CdcStatus.FAILED, error=error_text(exc), message="op failed"),
-                Writer.OP,
-            )
-            raise pipeline_failure(exc) from exc
-        # The batch is committed: bookkeeping failures must not fail the run (see
-        # write_after_success); the next batch records the progress again.
-        write_after_success(
-            context,
-            lambda: repo.record_cdc_progress(
-                pipeline, run_id=ident.run_id, lsn=result.end_lsn, lag_bytes=result.lag_bytes
-            ),
+        resolved = connections.resolved(run.row.spec)
+        result = run_cdc_batch(
+            resolved.spec,
+            source_url=resolved.source_url,
+            target_url=resolved.target_url,
+            settings=settings,
+            progress=context.log.info,
         )
-        write_after_success(
-            context,
-            lambda: apply_write(
-                repo, write_for(ident, CdcStatus.ACTIVE, message="op: batch applied"), Writer.OP
-            ),
+        # Written by the bracket once the body is done, before ACTIVE; never failing the run:
+        # the next batch records the progress again.
+        run.after_success.append(
+            lambda: repo.record_cdc_progress(
+                pipeline, run_id=run.ident.run_id, lsn=result.end_lsn, lag_bytes=result.lag_bytes
+            )
         )
     for warning in result.warnings:
         context.log.warning(warning)

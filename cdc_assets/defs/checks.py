@@ -26,8 +26,9 @@ from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import error_text
 from cdc_assets.defs.sensors import active_pipelines
 from cdc_assets.defs.tags import TAG_CHECK_ONLY
-from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode
+from cdc_assets.domain import CdcStatus, Mode
 from cdc_assets.settings import Settings
+from cdc_assets.status.rules import has_slot
 
 if TYPE_CHECKING:
     from cdc_assets.control.repository import PipelineRepository, PipelineRow
@@ -70,9 +71,7 @@ def evaluate_lag(
     """Measure ``row``'s slot now; a missing slot after a completed load fails with the fix."""
     from cdc_assets.engine.cdc import slot_lag_bytes
 
-    if row.mode is not Mode.FULL_LOAD_AND_CDC or row.full_load_status is not (
-        FullLoadStatus.COMPLETED
-    ):
+    if not has_slot(row):
         return dg.AssetCheckEvaluation(
             asset_key=TARGET_TABLES,
             check_name=LAG_CHECK,
@@ -130,13 +129,7 @@ def lag_check(settings: Settings) -> dg.AssetChecksDefinition:
 
 def idle_lag_rows(rows: "list[PipelineRow]") -> "list[PipelineRow]":
     """CDC pipelines with a slot that no batch reports on: disabled, or CDC STOPPED."""
-    return [
-        r
-        for r in rows
-        if r.mode is Mode.FULL_LOAD_AND_CDC
-        and r.full_load_status is FullLoadStatus.COMPLETED
-        and (not r.enabled or r.cdc_status is CdcStatus.STOPPED)
-    ]
+    return [r for r in rows if has_slot(r) and (not r.enabled or r.cdc_status is CdcStatus.STOPPED)]
 
 
 def idle_lag_sensor(settings: Settings) -> Any:

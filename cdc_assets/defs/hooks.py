@@ -10,7 +10,8 @@ import dagster as dg
 
 from cdc_assets.defs.run_status import apply_write, error_text, identify, write_for
 from cdc_assets.defs.tags import is_lock_conflict
-from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
+from cdc_assets.domain import Writer
+from cdc_assets.status.reconcile import step_status
 
 
 def _record(context: dg.HookContext, *, success: bool) -> None:
@@ -21,10 +22,7 @@ def _record(context: dg.HookContext, *, success: bool) -> None:
         ident = identify(context.instance, context.run_id)
         if ident is None:
             return
-        if ident.phase is Phase.FULL_LOAD:
-            status: str = FullLoadStatus.COMPLETED if success else FullLoadStatus.FAILED
-        else:
-            status = CdcStatus.ACTIVE if success else CdcStatus.FAILED
+        status = step_status(ident.phase, success=success)
         error = None
         if not success:
             exc = context.op_exception

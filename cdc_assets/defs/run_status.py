@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from cdc_assets.defs.tags import is_lock_conflict, phase_of, pipeline_of_run
-from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
+from cdc_assets.domain import Phase, Writer
 from cdc_assets.errors import CdcError
 from cdc_assets.pg.connect import first_line
 from cdc_assets.secrets import scrub
+from cdc_assets.status.machine import Status
 from cdc_assets.status.reconcile import RunFact, RunState, Write
 
 if TYPE_CHECKING:
@@ -191,34 +192,18 @@ def run_failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None
     return failure_message(ordered)
 
 
-def apply_write(
-    repo: "PipelineRepository", write: Write, writer: Writer, *, rows: int | None = None
-) -> bool:
+def apply_write(repo: "PipelineRepository", write: Write, writer: Writer) -> bool:
     """Hand one write to the repository's guarded transition; True if the row changed."""
-    if write.phase is Phase.FULL_LOAD:
-        return repo.transition_full_load(
-            write.pipeline,
-            FullLoadStatus(write.status),
-            run_id=write.run_id,
-            run_created_at=write.run_created_at,
-            writer=writer,
-            error=write.error,
-            rows=rows,
-            message=write.message,
-        )
-    return repo.transition_cdc(
-        write.pipeline,
-        CdcStatus(write.status),
-        run_id=write.run_id,
-        run_created_at=write.run_created_at,
-        writer=writer,
-        error=write.error,
-        message=write.message,
-    )
+    return repo.apply(write, writer)
 
 
 def write_for(
-    ident: RunIdentity, status: str, *, error: str | None = None, message: str | None = None
+    ident: RunIdentity,
+    status: Status,
+    *,
+    error: str | None = None,
+    message: str | None = None,
+    rows: int | None = None,
 ) -> Write:
     """A write for the run ``ident`` from inside the run (op or hook)."""
     return Write(
@@ -229,4 +214,5 @@ def write_for(
         run_created_at=ident.created_at,
         error=error,
         message=message,
+        rows=rows,
     )

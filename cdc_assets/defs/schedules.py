@@ -16,11 +16,12 @@ from cdc_assets.control.repository import PipelineRow
 from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.defs.run_status import run_fact
-from cdc_assets.defs.sensors import active_pipelines, cdc_request, wants_cdc
+from cdc_assets.defs.sensors import active_pipelines, cdc_request
 from cdc_assets.defs.tags import CDC_JOB_NAME, TAG_PARTITION, launch_tags
 from cdc_assets.domain import CdcStatus, Mode, Phase
 from cdc_assets.settings import Settings
 from cdc_assets.status.backoff import RetryDecision, decide_retry
+from cdc_assets.status.rules import wants_cdc
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 #: Enough history to reach any cap up to 2**10 minutes; older runs cannot change the delay.

@@ -23,10 +23,11 @@ from cdc_assets.defs.tags import (
     TAG_PIPELINE,
     launch_tags,
 )
-from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase, Writer
+from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
 from cdc_assets.errors import ConsistencyError
 from cdc_assets.settings import Settings
 from cdc_assets.status.reconcile import RunState, stops_cdc, write_for_run
+from cdc_assets.status.rules import wants_cdc
 
 if TYPE_CHECKING:
     from cdc_assets.control.repository import PipelineRepository, PipelineRow
@@ -198,15 +199,6 @@ def launch_sensor(settings: Settings) -> Any:
         )
 
     return launch_full_loads_sensor
-
-
-def wants_cdc(row: "PipelineRow") -> bool:
-    """Enabled CDC pipelines whose full load completed (STOPPED ones resume: they were enabled)."""
-    return (
-        row.enabled
-        and row.mode is Mode.FULL_LOAD_AND_CDC
-        and row.full_load_status is FullLoadStatus.COMPLETED
-    )
 
 
 def cdc_request(row: "PipelineRow", settings: Settings, run_key: str | None) -> dg.RunRequest:

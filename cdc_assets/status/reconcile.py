@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
+from cdc_assets.status.machine import Status
 
 RUN_RECORD_MISSING = "run record missing: Dagster no longer has the run this row points to"
 
@@ -88,15 +89,19 @@ class RowFact:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One guarded transition to ask the repository for."""
+    """One guarded transition to ask the repository for, passed as it is from writer to row.
+
+    ``rows`` is a completed full load's row count (``None`` otherwise).
+    """
 
     pipeline: str
     phase: Phase
-    status: str
+    status: Status
     run_id: str
     run_created_at: datetime
     error: str | None = None
     message: str | None = None
+    rows: int | None = None
 
 
 def full_load_status_for(state: RunState) -> FullLoadStatus | None:
@@ -119,11 +124,27 @@ def cdc_status_for(state: RunState) -> CdcStatus | None:
     return None
 
 
-def status_for(phase: Phase, state: RunState) -> str | None:
+def status_for(phase: Phase, state: RunState) -> Status | None:
     """The row status that mirrors ``state`` for ``phase``."""
     if phase is Phase.FULL_LOAD:
         return full_load_status_for(state)
     return cdc_status_for(state)
+
+
+def running_status(phase: Phase) -> FullLoadStatus | None:
+    """The status a phase's op writes when it starts: ``IN_PROGRESS``; CDC has none."""
+    return full_load_status_for(RunState.STARTED) if phase is Phase.FULL_LOAD else None
+
+
+def step_status(phase: Phase, *, success: bool) -> Status:
+    """The status a finished step reports for ``phase`` (the hooks' map).
+
+    The same table as a finished run's (:func:`status_for`), so a hook and the run-status
+    sensors can never map one outcome to two statuses.
+    """
+    status = status_for(phase, RunState.SUCCESS if success else RunState.FAILURE)
+    assert status is not None  # both finished states map for both phases
+    return status
 
 
 def canceled_message(run: RunFact) -> str:

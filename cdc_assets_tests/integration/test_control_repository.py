@@ -3,6 +3,7 @@
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -25,6 +26,7 @@ from cdc_assets.domain import (
     Writer,
 )
 from cdc_assets.errors import ConcurrentRunError, ConfigError, PipelineNotFound
+from cdc_assets.status.reconcile import Write
 from cdc_assets_tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -202,6 +204,33 @@ def test_full_load_lifecycle_persists_fields_and_events(repo: PipelineRepository
     ]
     writers = [e.writer for e in reversed(repo.events("orders"))]
     assert writers == [Writer.OP, Writer.HOOK, Writer.SENSOR, Writer.OP]
+
+
+def test_apply_takes_one_write_object_from_the_writers(repo: PipelineRepository) -> None:
+    """The writers' frozen ``Write`` reaches the row as it is: status, run, rows, message."""
+    done = Write(
+        pipeline="orders",
+        phase=Phase.FULL_LOAD,
+        status=FullLoadStatus.COMPLETED,
+        run_id="r1",
+        run_created_at=T0,
+        message="op completed",
+        rows=42,
+    )
+    assert repo.apply(done, Writer.OP)
+    row = repo.get("orders")
+    assert (row.full_load_status, row.full_load_rows, row.full_load_run_id) == (
+        FullLoadStatus.COMPLETED,
+        42,
+        "r1",
+    )
+    assert repo.events("orders", limit=1)[0].message == "op completed"
+    # A status of the other phase, or a naive creation time, is refused before any write.
+    with pytest.raises(ValueError):
+        repo.apply(replace(done, phase=Phase.CDC, run_id="r2"), Writer.OP)
+    with pytest.raises(ValueError):
+        repo.apply(replace(done, run_created_at=T0.replace(tzinfo=None)), Writer.OP)
+    assert repo.get("orders").full_load_run_id == "r1"
 
 
 def test_forbidden_writes_change_nothing(repo: PipelineRepository) -> None:
