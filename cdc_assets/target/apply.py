@@ -38,10 +38,6 @@ KIND_COLUMN = "_cdc_assets_kind"
 DELETE = 0
 UPSERT = 1
 COPY_BUFFER = 1 << 20
-MERGE_MIN_VERSION = 150000
-ANALYZE_MIN = 1000  # stage rows from which the chunk ANALYZEs its stage (planner estimates)
-NESTLOOP = False
-USE_MERGE = True  # module switch, so bench/apply_merge.py can time both paths in one run
 
 Key = Hashable  # one column's value, or a tuple of values for composite keys
 
@@ -108,9 +104,6 @@ class TableApply:
         self.changed = False  # any change routed here during the batch
         self.barrier: Callable[[], None] = lambda: None  # waits for the batch's in-flight chunk
         self.upsert = upsert
-        # One MERGE per chunk instead of DELETE + INSERT ... ON CONFLICT + UPDATE ... FROM
-        # (PostgreSQL 15+ targets, primary key = replica identity key); older targets keep those.
-        self.merge = upsert and conn.info.server_version >= MERGE_MIN_VERSION and USE_MERGE
         self.stage_name = stage_name
         self.pending: dict[Key, Row | None] = {}
         self.ordered: list[tuple[str, Row | None, Row | None]] = []  # keyless tables only
@@ -260,19 +253,8 @@ class TableApply:
                         buf.clear()
                 if buf:
                     copy.write(bytes(buf))
-            if not self.merge and len(pending) >= ANALYZE_MIN:
+            if len(pending) >= 1000:
                 cur.execute(sql.SQL("ANALYZE {}").format(self._stage))
-            if self.merge:
-                merge = self._merge_sql(n_delete, n_full, groups)
-                if merge is not None:
-                    if NESTLOOP:
-                        cur.execute("SET LOCAL enable_hashjoin = off")
-                        cur.execute("SET LOCAL enable_mergejoin = off")
-                    cur.execute(merge)
-                    if NESTLOOP:
-                        cur.execute("SET LOCAL enable_hashjoin = on")
-                        cur.execute("SET LOCAL enable_mergejoin = on")
-                return
             if n_delete or (n_full and not self.upsert):
                 cur.execute(self._delete_sql(DELETE if self.upsert else None))
             if n_full:
@@ -331,61 +313,6 @@ class TableApply:
             sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in rest
         )
         return stmt + sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(keys, sets)
-
-    def _merge_sql(
-        self, n_delete: int, n_full: int, groups: dict[tuple[int, ...], int]
-    ) -> sql.Composed | None:
-        """One ``MERGE`` for the whole chunk: delete, upsert and partial update by kind.
-
-        Keys are unique in the stage (one entry per key), so no target row matches twice. A
-        partial-update kind without a matching target row does nothing, as ``UPDATE ... FROM``.
-        """
-        kind = sql.Identifier(KIND_COLUMN)
-        clauses: list[sql.Composable] = []
-        if n_delete:
-            clauses.append(
-                sql.SQL("WHEN MATCHED AND s.{} = {} THEN DELETE").format(kind, sql.Literal(DELETE))
-            )
-        if n_full:
-            rest = [c for c in self.written if c not in self.key]
-            if rest:
-                clauses.append(
-                    sql.SQL("WHEN MATCHED AND s.{} = {} THEN UPDATE SET {}").format(
-                        kind, sql.Literal(UPSERT), self._sets(rest)
-                    )
-                )
-            clauses.append(
-                sql.SQL("WHEN NOT MATCHED AND s.{} = {} THEN INSERT ({}) VALUES ({})").format(
-                    kind,
-                    sql.Literal(UPSERT),
-                    sql.SQL(", ").join(map(sql.Identifier, self.written)),
-                    sql.SQL(", ").join(sql.Identifier("s", c) for c in self.written),
-                )
-            )
-        for unchanged, k in groups.items():
-            cols = self._partial_columns(unchanged)
-            if cols:
-                clauses.append(
-                    sql.SQL("WHEN MATCHED AND s.{} = {} THEN UPDATE SET {}").format(
-                        kind, sql.Literal(k), self._sets(cols)
-                    )
-                )
-        if not clauses:
-            return None
-        return sql.SQL("MERGE INTO {} AS t USING {} AS s ON {} {}").format(
-            self._table, self._stage, self._key_match(), sql.SQL(" ").join(clauses)
-        )
-
-    @staticmethod
-    def _sets(cols: Sequence[str]) -> sql.Composed:
-        return sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in cols)
-
-    def _partial_columns(self, unchanged: tuple[int, ...]) -> list[str]:
-        return [
-            c
-            for i, c in enumerate(self.columns)
-            if i not in unchanged and c not in self.key and c not in self.generated
-        ]
 
     def _partial_update_sql(self, kind: int, unchanged: tuple[int, ...]) -> sql.Composed | None:
         cols = [
