@@ -72,3 +72,30 @@ def test_stream_with_nothing_to_read_and_with_a_limit(new_db) -> None:
     assert limited
     assert len(limited_msgs) == 4 + 3  # B R I C, B I C: stops at the next Begin
     assert limited_msgs[-1][:1] == b"C"
+
+
+def test_stream_wakes_per_64k_not_per_message_and_resets_before_copy_done(new_db) -> None:
+    import os
+    import socket
+
+    from cdc_assets.source import stream as stream_mod
+
+    p = loaded_pipeline(new_db, DDL, ["public.items"])
+    execute(p.source, "INSERT INTO public.items SELECT g, 'x' FROM generate_series(1, 3000) g")
+    s = ChangeStream(
+        p.source,
+        pipeline="p",
+        slot=p.spec.slot_name,
+        publication=p.spec.publication_name,
+        upto=flush_lsn(p.source),
+    )
+    assert s._conn is not None
+    sock = socket.socket(fileno=os.dup(s._conn.pgconn.socket))  # outlives the connection
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == stream_mod.RCVLOWAT
+        assert len(list(s)) == 3000 + 3  # small messages still all arrive (the short wait)
+        s.close()
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+    finally:
+        sock.close()
+        s.close()
