@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dagster as dg
-from psycopg import sql
 from pydantic import PrivateAttr
 
 from cdc_assets.defs.run_status import pipeline_failure
 from cdc_assets.defs.tags import complete_run_tags, pipeline_of_run
-from cdc_assets.domain import PipelineSpec, TableRef
+from cdc_assets.domain import PipelineSpec
 from cdc_assets.errors import CdcError
 from cdc_assets.pg.connect import connect, resolve
 from cdc_assets.settings import Settings
@@ -96,28 +95,3 @@ class PostgresConnections(dg.ConfigurableResource):  # type: ignore[type-arg]
         for role, url in (("source", resolved.source_url), ("target", resolved.target_url)):
             with connect(url, pipeline=name, role=role, autocommit=True, connect_timeout=5):
                 pass
-
-    def count_rows(
-        self,
-        url: str,
-        tables: tuple[TableRef, ...],
-        *,
-        role: str,
-        pipeline: str,
-        schema: str | None = None,
-    ) -> dict[TableRef, int | None]:
-        """Exact row counts (``None`` for a missing table); ``schema`` overrides each table's."""
-        counts: dict[TableRef, int | None] = {}
-        with connect(url, pipeline=pipeline, role=role, autocommit=True) as conn:
-            for table in tables:
-                ident = sql.Identifier(schema or table.schema, table.name)
-                exists = conn.execute(
-                    "SELECT to_regclass(%s) IS NOT NULL",
-                    (ident.as_string(conn),),
-                ).fetchone()
-                if not exists or not exists[0]:
-                    counts[table] = None
-                    continue
-                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()
-                counts[table] = int(row[0]) if row else None
-        return counts
