@@ -94,6 +94,7 @@ class Pipeline(Base):
     target_schema: Mapped[str] = mapped_column(Text, server_default=text("'public'"))
     mode: Mapped[str] = mapped_column(Text, server_default=text("'full_load_and_cdc'"))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    asset_key_prefix: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
 
     full_load_status: Mapped[FullLoadStatus] = mapped_column(
         full_load_status_type, server_default=text("'NOT_STARTED'")

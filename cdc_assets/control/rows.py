@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from cdc_assets.asset_keys import Key, internal_collision, pipeline_prefix, prefix_problem
 from cdc_assets.control.models import Pipeline, PipelineEventRecord
 from cdc_assets.domain import (
     MAX_IDENTIFIER_BYTES,
@@ -50,12 +51,18 @@ class PipelineRow:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    asset_key_prefix: tuple[str, ...] | None = None
     config_error: str | None = None
     """Why the row cannot be run (a hand-written bad table name or target schema), else ``None``.
 
     A bad row must not break reading the others (``pipeline list``, the sensors): it is loaded
     with the tables that parse, and only :attr:`spec` (what a run needs) refuses it.
     """
+
+    @property
+    def key_prefix(self) -> Key:
+        """The asset key prefix of the row's tables (``asset_keys.py``: default, the name)."""
+        return pipeline_prefix(self.name, self.asset_key_prefix)
 
     @property
     def spec(self) -> PipelineSpec:
@@ -114,6 +121,7 @@ class PipelineRow:
             last_error=p.last_error,
             created_at=p.created_at,
             updated_at=p.updated_at,
+            asset_key_prefix=tuple(p.asset_key_prefix) if p.asset_key_prefix is not None else None,
             config_error=config_error,
         )
 
@@ -168,6 +176,13 @@ def _tables(p: Pipeline) -> tuple[tuple[TableRef, ...], str | None]:
     collision = target_collision(parsed)
     if collision is not None:
         problems.append(collision)
+    collision = internal_collision(parsed)
+    if collision is not None:
+        problems.append(collision)
+    if p.asset_key_prefix is not None:
+        bad_prefix = prefix_problem(p.asset_key_prefix)
+        if bad_prefix is not None:
+            problems.append(bad_prefix)
     if not (p.target_schema or "").strip():
         problems.append("target_schema is empty")
     elif "\x00" in p.target_schema or len(p.target_schema.encode()) > MAX_IDENTIFIER_BYTES:

@@ -97,6 +97,21 @@ def wait_run(
     )
 
 
+def run_story(instance: dg.DagsterInstance, run_id: str, stack: DagsterStack | None = None) -> str:
+    """Why a run ended as it did: its failure and engine events, plus the stack's log tails.
+
+    Put in assertion messages, so a run that fails in CI explains itself in the CI output.
+    """
+    kinds = {"RUN_FAILURE", "STEP_FAILURE", "ENGINE_EVENT", "RUN_CANCELED", "PIPELINE_FAILURE"}
+    lines = [
+        f"{e.dagster_event.event_type_value}: {e.message or e.user_message}"
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.event_type_value in kinds
+    ]
+    text = "\n".join(lines[-20:])
+    return f"run {run_id}:\n{text}\n{stack.logs() if stack is not None else ''}"
+
+
 def record(stack: DagsterStack, scenario: str, **values: Any) -> None:
     line = json.dumps({"scenario": scenario, **values}, default=str)
     print(line)
@@ -381,7 +396,8 @@ def test_daemon_down_then_catches_up(stack, dagster_instance, control, client, n
             run_id = launch(client, name)
             wait_until(lambda: source_waiting(src), timeout=60, describe="the load to block")
             stack.stop_daemon_only()
-        assert wait_run(dagster_instance, run_id, TERMINAL) == "SUCCESS"
+        status = wait_run(dagster_instance, run_id, TERMINAL)
+        assert status == "SUCCESS", run_story(dagster_instance, run_id, stack)
         ended = time.time()
         row = control.get(name)
         assert row.full_load_authority in (Writer.OP, Writer.HOOK)  # no sensor ran meanwhile
