@@ -1,9 +1,9 @@
 """``cdc-assets run`` and ``cdc-assets reconcile``: the Dagster side of the CLI.
 
 ``run`` executes the pipeline's job in this process against the configured instance
-(``DAGSTER_HOME``), with the same partition and tags as a launched run, so it shows in the UI and
-the op and hooks write its status. Run-status sensors never see in-process runs, so the reconciler
-confirms the row from the run record before the command returns.
+(``DAGSTER_HOME``), with the same asset selection and tags as a launched run, so it shows in the
+UI and the op and hooks write its status. Run-status sensors never see in-process runs, so the
+reconciler confirms the row from the run record before the command returns.
 """
 
 import sys
@@ -18,22 +18,33 @@ if TYPE_CHECKING:
 def execute_pipeline(
     instance: "dg.DagsterInstance", name: str, phase: Phase, *, defs: Any = None
 ) -> "dg.ExecuteInProcessResult":
-    """Run the pipeline's job in-process exactly as a launched run (partition, tags, hooks)."""
+    """Run the pipeline's job in-process exactly as a launched run (selection, tags, hooks).
+
+    A full load selects the pipeline's table assets in ``full_load_job``; if the given
+    definitions were built before the row existed (or changed its keys), they are built again
+    from the control table now, as a reloaded code location would.
+    """
+    import dagster as dg
+
+    from cdc_assets.control.repository import PipelineRepository
     from cdc_assets.definitions import build_defs
-    from cdc_assets.defs.partitions import PIPELINES_PARTITIONS_NAME
+    from cdc_assets.defs.cdc import assets_of
     from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, launch_tags
-    from cdc_assets.settings import Settings
+    from cdc_assets.settings import Settings, control_db_url
 
     settings = Settings.from_env()
     definitions = defs if defs is not None else build_defs(settings)
-    job = definitions.resolve_job_def(CDC_JOB_NAME if phase is Phase.CDC else FULL_LOAD_JOB_NAME)
-    if not instance.has_dynamic_partition(PIPELINES_PARTITIONS_NAME, name):
-        instance.add_dynamic_partitions(PIPELINES_PARTITIONS_NAME, [name])
+    tags = launch_tags(name, phase, settings)
+    if phase is Phase.CDC:
+        job = definitions.resolve_job_def(CDC_JOB_NAME)
+        return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    row = PipelineRepository.from_url(control_db_url()).get(name)
+    keys = [dg.AssetKey(list(k)) for k in assets_of(row).target_keys()]
+    job = definitions.resolve_job_def(FULL_LOAD_JOB_NAME)
+    if not set(keys) <= set(job.asset_layer.asset_graph.get_all_asset_keys()):
+        job = build_defs(settings).resolve_job_def(FULL_LOAD_JOB_NAME)
     result: dg.ExecuteInProcessResult = job.execute_in_process(
-        instance=instance,
-        partition_key=name,
-        tags=launch_tags(name, phase, settings),
-        raise_on_error=False,
+        instance=instance, asset_selection=keys, tags=tags, raise_on_error=False
     )
     return result
 

@@ -79,7 +79,11 @@ def status_bracket(
     """Lock, running status, row; then FAILED (raising) or the success status as the last act."""
     found = identify(context.instance, context.run_id)
     if found is None or found.pipeline != pipeline:
-        raise dg.Failure(f"run {context.run_id} does not name pipeline {pipeline!r} in its tags")
+        raise dg.Failure(
+            f"run {context.run_id} is not a run of pipeline {pipeline!r} alone: its "
+            "cdc/pipeline tag names another pipeline, or it selects the tables of several "
+            "pipelines; materialize one pipeline's tables per run"
+        )
     ident = RunIdentity(pipeline, phase, found.run_id, found.created_at)
     with pipeline_lock(context, repo, pipeline):
         entry = running_status(phase)

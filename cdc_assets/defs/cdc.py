@@ -1,72 +1,88 @@
-"""The CDC batch as an op: apply all available changes of the partition's pipeline, then exit.
+"""The CDC batch as an op: apply all available changes of the run's pipeline, then exit.
 
-An op (not a second asset) so that the UI's Materialize of ``target_tables`` always means a full
-load. Hooks ride on the op itself; statuses go to ``cdc_status`` (ACTIVE after a good batch,
-FAILED otherwise) and the applied LSN and lag to ``cdc_lsn``/``cdc_lag_bytes``.
+An op (not a second asset) so that the UI's Materialize of a table always means a full load.
+The pipeline is the run's ``cdc/pipeline`` tag (one job for every pipeline). Each batch logs a
+materialization for every table it changed (per-table inserts, updates, deletes, last LSN) and
+every table's ``cdc_lag`` evaluation. Hooks ride on the op itself; statuses go to ``cdc_status``
+(ACTIVE after a good batch, FAILED otherwise) and the applied LSN and lag to
+``cdc_lsn``/``cdc_lag_bytes``.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from cdc_assets.defs.bracket import status_bracket
-from cdc_assets.defs.full_load import TARGET_TABLES
+from cdc_assets.defs.catalog import PipelineAssets
 from cdc_assets.defs.hooks import record_failure_hook, record_success_hook
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
+from cdc_assets.defs.tags import TAG_PIPELINE
 from cdc_assets.domain import Mode, Phase
 from cdc_assets.errors import ConfigError
 from cdc_assets.settings import Settings
-from cdc_assets.status.rules import LagVerdict, lag_verdict
 
-LAG_CHECK = "cdc_lag"
+if TYPE_CHECKING:
+    from cdc_assets.control.rows import PipelineRow
+    from cdc_assets.engine.cdc import CdcBatchResult
 
 
-def lag_check_result(pipeline: str, lag_bytes: int, settings: Settings) -> dg.AssetCheckEvaluation:
-    """The lag as the pipeline's own partition of the ``cdc_lag`` check of ``target_tables``.
+def assets_of(row: "PipelineRow") -> PipelineAssets:
+    """The row's table assets, keyed as the code location keys them (``asset_keys.py``)."""
+    return PipelineAssets(
+        name=row.name,
+        mode=row.mode,
+        target_schema=row.target_schema,
+        prefix=row.key_prefix,
+        tables=row.tables,
+    )
 
-    The partition (= pipeline) keeps each pipeline's result apart: without it the last batch to
-    finish overwrote the check for every pipeline. The thresholds are constants, so they go in
-    the description, not in metadata (the UI plots every numeric metadata key over time).
+
+def table_materializations(
+    p: PipelineAssets, result: "CdcBatchResult"
+) -> list[dg.AssetMaterialization]:
+    """One materialization per table the batch changed (none for the others).
+
+    So "last updated" on a table asset means its data changed; a quiet table stays as it was.
     """
-    verdict = lag_verdict(
-        lag_bytes, warn_bytes=settings.lag_warn_bytes, fail_bytes=settings.lag_fail_bytes
-    )
-    severity = (
-        dg.AssetCheckSeverity.ERROR if verdict is LagVerdict.ERROR else dg.AssetCheckSeverity.WARN
-    )
-    return dg.AssetCheckEvaluation(
-        asset_key=TARGET_TABLES,
-        check_name=LAG_CHECK,
-        passed=verdict.passed,
-        severity=severity,
-        partition=pipeline,
-        description=lag_result_description(pipeline, lag_bytes, settings),
-        metadata={"pipeline": pipeline, "cdc/lag_bytes": lag_bytes},
-    )
-
-
-def lag_result_description(pipeline: str, lag_bytes: int, settings: Settings) -> str:
-    """One evaluation's text: the lag and the thresholds it was judged by."""
-    return (
-        f"pipeline {pipeline!r}: {lag_bytes} bytes of source WAL not yet applied; WARN above "
-        f"{settings.lag_warn_bytes} (CDC_LAG_WARN_BYTES), ERROR above {settings.lag_fail_bytes} "
-        "(CDC_LAG_FAIL_BYTES)"
-    )
+    keys = dict(zip(p.tables, p.target_keys(), strict=True))
+    out = []
+    for table, (inserts, updates, deletes, truncated) in sorted(result.by_table.items()):
+        key = keys.get(table)
+        if key is None:
+            continue
+        metadata: dict[str, Any] = {
+            "dagster/table_name": f"{p.target_schema}.{table.name}",
+            "cdc/phase": Phase.CDC.value,
+            "cdc/inserts": inserts,
+            "cdc/updates": updates,
+            "cdc/deletes": deletes,
+            "cdc/last_lsn": str(result.end_lsn),
+        }
+        if truncated:
+            metadata["cdc/truncated"] = True
+        out.append(dg.AssetMaterialization(asset_key=dg.AssetKey(list(key)), metadata=metadata))
+    return out
 
 
 @dg.op(
     name="cdc_sync",
-    description="Applies every pending change of the partition's pipeline to its target.",
+    description="Applies every pending change of the run's pipeline (tag cdc/pipeline).",
 )
 def cdc_sync(
     context: dg.OpExecutionContext, control: ControlDb, connections: PostgresConnections
 ) -> dg.Output[int]:  # type: ignore[type-arg]
     """Lock, apply a batch, record progress and ACTIVE; FAILED with the reason on error."""
+    from cdc_assets.defs.checks import LAG_CHECK, lag_results_for
     from cdc_assets.engine.cdc import run_cdc_batch
 
     repo = control.repository()
     settings = Settings.from_env()
-    pipeline = context.partition_key
+    pipeline = context.run.tags.get(TAG_PIPELINE)
+    if not pipeline:
+        raise dg.Failure(
+            f"run {context.run_id} has no {TAG_PIPELINE} tag: launch cdc_sync_job with tag "
+            f"{TAG_PIPELINE}=NAME (the sensors and `cdc-assets run NAME --phase cdc` do)"
+        )
     with status_bracket(
         context, repo, pipeline, Phase.CDC, success_message="op: batch applied"
     ) as run:
@@ -105,17 +121,16 @@ def cdc_sync(
         metadata["cdc/warnings"] = "\n".join(result.warnings)
     if result.enum_labels_added:  # added on the target before the rows carrying them
         metadata["cdc/enum_labels_added"] = "\n".join(result.enum_labels_added)
-    context.log_event(
-        dg.AssetObservation(asset_key=TARGET_TABLES, partition=pipeline, metadata=metadata)
-    )
-    check = lag_check_result(pipeline, result.lag_bytes, settings)
-    # Logged in this run, not reported runless: Dagster 1.13 stores runless evaluations of a
-    # partitioned check under run id "" and a second one for the same partition hits its
-    # unique index (asset key, check, run id, partition). The stub omits the type; the runtime
-    # accepts it (test_defs_cdc.py::test_cdc_lag_is_one_result_per_pipeline reads it back).
-    context.log_event(check)  # type: ignore[arg-type]
-    context.log.info(f"lag {result.lag_bytes} bytes: {LAG_CHECK} passed={check.passed}")
-    return dg.Output(result.changes, metadata={"cdc/changes": result.changes})
+    p = assets_of(run.row)
+    for materialization in table_materializations(p, result):
+        context.log_event(materialization)
+    evaluations = lag_results_for(p, result.lag_bytes, settings)
+    for evaluation in evaluations:
+        # The stub omits the type; the runtime accepts it (test_defs_cdc.py reads it back).
+        context.log_event(evaluation)  # type: ignore[arg-type]
+    passed = all(e.passed for e in evaluations)
+    context.log.info(f"lag {result.lag_bytes} bytes: {LAG_CHECK} passed={passed}")
+    return dg.Output(result.changes, metadata=metadata)
 
 
 cdc_sync_hooked = cdc_sync.with_hooks({record_success_hook, record_failure_hook})

@@ -1,130 +1,183 @@
-"""The asset checks of ``target_tables``, both partitioned like it (one result per pipeline).
+"""The checks of every table asset: ``row_counts_match`` and ``cdc_lag``, one result per table.
 
-``row_counts_match`` runs in every full-load run after the load, and can be executed again by
-hand (see ``ROW_COUNTS_DESCRIPTION`` for what it compares then).
+``row_counts_match`` is declared on the pipeline's full-load multi-asset (``defs/full_load.py``)
+and evaluated in every full-load run right after the load; executed on its own it counts now
+(see ``ROW_COUNTS_DESCRIPTION`` there for what it compares).
 
-``cdc_lag`` is partitioned like its asset (one partition per pipeline), so every pipeline has its
-own result in the UI. Three evaluators, one meaning (source WAL after the slot's confirmed
-position): each CDC batch reports its pipeline's lag; running the check by hand measures the
-partition's slot now; ``cdc_lag_idle_sensor`` measures the slots of CDC pipelines that get no
-batches (disabled or STOPPED): their slot still holds WAL, which is exactly what the check exists
-to show.
+``cdc_lag`` exists for tables of CDC pipelines: one multi-asset check per pipeline with a spec per
+table. The lag is the pipeline's (one replication slot for all its tables), so every table of a
+pipeline gets the same verdict, each under its own asset. Three evaluators, one meaning (source
+WAL after the slot's confirmed position): each CDC batch logs its pipeline's evaluations; running
+the check by hand measures the slot now; ``cdc_lag_idle_sensor`` measures the slots of CDC
+pipelines that get no batches (disabled or STOPPED): their slot still holds WAL, which is exactly
+what the check exists to show.
 """
 
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from cdc_assets.defs.cdc import LAG_CHECK, lag_check_result
-from cdc_assets.defs.full_load import TARGET_TABLES
-from cdc_assets.defs.partitions import PIPELINES
+from cdc_assets.defs.active import active_pipelines
+from cdc_assets.defs.catalog import Catalog, PipelineAssets
+from cdc_assets.defs.full_load import ROW_COUNTS_CHECK
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import error_text
-from cdc_assets.defs.sensors import active_pipelines
-from cdc_assets.defs.tags import TAG_CHECK_ONLY
-from cdc_assets.domain import CdcStatus, Mode
+from cdc_assets.defs.tags import TAG_CHECK_ONLY, TAG_PIPELINE
+from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, TableRef
 from cdc_assets.settings import Settings
-from cdc_assets.status.rules import has_slot
+from cdc_assets.status.rules import LagVerdict, has_slot, lag_verdict
 
 if TYPE_CHECKING:
-    from cdc_assets.control.repository import PipelineRepository, PipelineRow
-    from cdc_assets.domain import TableRef
+    from cdc_assets.control.repository import PipelineRow
+    from cdc_assets.engine.full_load import FullLoadResult
 
-LAG_KEY = dg.AssetCheckKey(TARGET_TABLES, LAG_CHECK)
+LAG_CHECK = "cdc_lag"
 
 
-@contextmanager
-def partitioned_check() -> Iterator[None]:
-    """Silence the one PreviewWarning of partitioned checks (1.13), a choice made on purpose.
+def _key(parts: Sequence[str]) -> dg.AssetKey:
+    return dg.AssetKey(list(parts))
 
-    Partitions are what gives every pipeline its own result; the warning would otherwise greet
-    every code-server start and run worker in the logs.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning
-        )
-        yield
+
+def lag_keys(p: PipelineAssets) -> list[dg.AssetCheckKey]:
+    """The ``cdc_lag`` check of every table of ``p``."""
+    return [dg.AssetCheckKey(_key(k), LAG_CHECK) for k in p.target_keys()]
 
 
 def lag_check_description(settings: Settings) -> str:
     """The check's description: what it measures and the thresholds (never plotted metadata)."""
     return (
-        "CDC lag of the partition's pipeline: bytes of source WAL written after its replication "
-        "slot's confirmed position (what the slot still holds on the source). Passes up to "
+        "CDC lag of the table's pipeline: bytes of source WAL written after its replication "
+        "slot's confirmed position (what the slot still holds on the source; one slot serves "
+        "every table of the pipeline). Passes up to "
         f"CDC_LAG_WARN_BYTES ({settings.lag_warn_bytes}); WARN above it, ERROR above "
         f"CDC_LAG_FAIL_BYTES ({settings.lag_fail_bytes}). Reported by each CDC batch, every "
         f"{settings.idle_lag_interval_s} s (CDC_IDLE_LAG_INTERVAL_S) for disabled or STOPPED "
-        "pipelines, and measured now when executed by hand. A "
-        "full_load pipeline, or one whose first full load has not completed, has no slot and "
-        "passes."
+        "pipelines, and measured now when executed by hand. A pipeline whose first full load "
+        "has not completed has no slot and passes."
+    )
+
+
+def lag_result_description(pipeline: str, lag_bytes: int, settings: Settings) -> str:
+    """One evaluation's text: the lag and the thresholds it was judged by."""
+    return (
+        f"pipeline {pipeline!r}: {lag_bytes} bytes of source WAL not yet applied; WARN above "
+        f"{settings.lag_warn_bytes} (CDC_LAG_WARN_BYTES), ERROR above {settings.lag_fail_bytes} "
+        "(CDC_LAG_FAIL_BYTES)"
+    )
+
+
+def lag_evaluations(
+    p: PipelineAssets,
+    *,
+    passed: bool,
+    severity: dg.AssetCheckSeverity,
+    description: str,
+    metadata: dict[str, Any],
+    only: "set[dg.AssetCheckKey] | None" = None,
+) -> list[dg.AssetCheckEvaluation]:
+    """The same verdict for every table of ``p`` (or the ``only`` ones)."""
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=key.asset_key,
+            check_name=LAG_CHECK,
+            passed=passed,
+            severity=severity,
+            description=description,
+            metadata=metadata,
+        )
+        for key in lag_keys(p)
+        if only is None or key in only
+    ]
+
+
+def lag_results_for(
+    p: PipelineAssets, lag_bytes: int, settings: Settings
+) -> list[dg.AssetCheckEvaluation]:
+    """A measured lag as every table's ``cdc_lag`` evaluation."""
+    verdict = lag_verdict(
+        lag_bytes, warn_bytes=settings.lag_warn_bytes, fail_bytes=settings.lag_fail_bytes
+    )
+    severity = (
+        dg.AssetCheckSeverity.ERROR if verdict is LagVerdict.ERROR else dg.AssetCheckSeverity.WARN
+    )
+    return lag_evaluations(
+        p,
+        passed=verdict.passed,
+        severity=severity,
+        description=lag_result_description(p.name, lag_bytes, settings),
+        metadata={"cdc/pipeline": p.name, "cdc/lag_bytes": lag_bytes},
     )
 
 
 def evaluate_lag(
-    row: "PipelineRow", connections: PostgresConnections, settings: Settings
-) -> dg.AssetCheckEvaluation:
+    p: PipelineAssets, row: "PipelineRow", connections: PostgresConnections, settings: Settings
+) -> list[dg.AssetCheckEvaluation]:
     """Measure ``row``'s slot now; a missing slot after a completed load fails with the fix."""
     from cdc_assets.engine.cdc import slot_lag_bytes
 
     if not has_slot(row):
-        return dg.AssetCheckEvaluation(
-            asset_key=TARGET_TABLES,
-            check_name=LAG_CHECK,
+        return lag_evaluations(
+            p,
             passed=True,
-            partition=row.name,
+            severity=dg.AssetCheckSeverity.WARN,
             description=f"pipeline {row.name!r}: no replication slot yet (mode "
             f"{row.mode.value}, full load {row.full_load_status.value}), nothing held on the "
             "source",
-            metadata={"pipeline": row.name},
+            metadata={"cdc/pipeline": row.name},
         )
     try:
         resolved = connections.resolved(row.spec)
         lag = slot_lag_bytes(row.spec, source_url=resolved.source_url)
     except Exception as exc:  # the slot is gone or the source is unreachable: both are wrong
-        return dg.AssetCheckEvaluation(
-            asset_key=TARGET_TABLES,
-            check_name=LAG_CHECK,
+        return lag_evaluations(
+            p,
             passed=False,
             severity=dg.AssetCheckSeverity.ERROR,
-            partition=row.name,
             description=f"the lag could not be measured: {error_text(exc)}",
-            metadata={"pipeline": row.name, "error": error_text(exc)},
+            metadata={"cdc/pipeline": row.name, "error": error_text(exc)},
         )
-    return lag_check_result(row.name, lag, settings)
+    return lag_results_for(p, lag, settings)
 
 
-def lag_check(settings: Settings) -> dg.AssetChecksDefinition:
-    """``cdc_lag``, partitioned by pipeline; the description names the configured thresholds."""
-    with partitioned_check():
-        decorate = dg.asset_check(
-            asset=TARGET_TABLES,
-            name=LAG_CHECK,
-            partitions_def=PIPELINES,
-            description=lag_check_description(settings),
-        )
+def _as_result(e: dg.AssetCheckEvaluation) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=e.asset_key,
+        check_name=e.check_name,
+        passed=e.passed,
+        severity=e.severity,
+        description=e.description,
+        metadata=dict(e.metadata),
+    )
 
-    def cdc_lag_check(
+
+def lag_check(p: PipelineAssets, settings: Settings) -> dg.AssetChecksDefinition:
+    """``cdc_lag`` of every table of the CDC pipeline ``p``, one op for all of them."""
+
+    @dg.multi_asset_check(
+        name=f"cdc_lag__{p.name}",
+        specs=[
+            dg.AssetCheckSpec(
+                name=LAG_CHECK, asset=key.asset_key, description=lag_check_description(settings)
+            )
+            for key in lag_keys(p)
+        ],
+        can_subset=True,
+        description=f"Replication lag of pipeline {p.name!r}, reported on each of its tables.",
+    )
+    def _lag(
         context: dg.AssetCheckExecutionContext,
         control: ControlDb,
         connections: PostgresConnections,
-    ) -> dg.AssetCheckResult:
-        """The partition's pipeline only: a backfill of several partitions gives one each."""
-        row = control.repository().get(context.partition_key)
-        evaluation = evaluate_lag(row, connections, Settings.from_env())
-        return dg.AssetCheckResult(
-            passed=evaluation.passed,
-            severity=evaluation.severity,
-            description=evaluation.description,
-            metadata=dict(evaluation.metadata),
-        )
+    ) -> Iterator[dg.AssetCheckResult]:
+        row = control.repository().get(p.name)
+        selected = set(context.selected_asset_check_keys)
+        for e in evaluate_lag(p, row, connections, Settings.from_env()):
+            if dg.AssetCheckKey(e.asset_key, LAG_CHECK) in selected:
+                yield _as_result(e)
 
-    with partitioned_check():
-        return decorate(cdc_lag_check)
+    return _lag
 
 
 def idle_lag_rows(rows: "list[PipelineRow]") -> "list[PipelineRow]":
@@ -132,22 +185,21 @@ def idle_lag_rows(rows: "list[PipelineRow]") -> "list[PipelineRow]":
     return [r for r in rows if has_slot(r) and (not r.enabled or r.cdc_status is CdcStatus.STOPPED)]
 
 
-def idle_lag_sensor(settings: Settings) -> Any:
+def idle_lag_sensor(settings: Settings, catalog: Catalog) -> Any:
     """``cdc_lag_idle_sensor``: a ``cdc_lag`` check run for each idle CDC pipeline.
 
     Every ``CDC_IDLE_LAG_INTERVAL_S`` (default 10 minutes): each evaluation is a short run, so
     this bounds what an idle pipeline adds to Dagster's storage (144 runs a day at the default),
-    while a slot that grows is still seen within minutes.
-
-    A run, not a runless report: Dagster 1.13 keeps runless evaluations of a partitioned check
-    under run id "", and the second one for the same partition violates its unique index. The
-    check-only run materializes nothing, so no status writer takes it for a load
-    (``tags.pipeline_of_run``).
+    while a slot that grows is still seen within minutes. The check-only run materializes
+    nothing, so no status writer takes it for a load (``tags.pipeline_of_run``).
     """
+    by_name = {p.name: p for p in catalog.pipelines if p.wants_cdc}
 
     @dg.sensor(
         name="cdc_lag_idle_sensor",
-        asset_selection=dg.AssetSelection.checks(LAG_KEY),
+        asset_selection=dg.AssetSelection.checks(
+            *(k for p in by_name.values() for k in lag_keys(p))
+        ),
         minimum_interval_seconds=settings.idle_lag_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Evaluates cdc_lag every {settings.idle_lag_interval_s} s for disabled or "
@@ -156,17 +208,16 @@ def idle_lag_sensor(settings: Settings) -> Any:
     def cdc_lag_idle_sensor(
         context: dg.SensorEvaluationContext, control: ControlDb
     ) -> dg.SensorResult:
-        rows = idle_lag_rows(control.repository().list())
+        rows = [r for r in idle_lag_rows(control.repository().list()) if r.name in by_name]
         busy = active_pipelines(context.instance, [r.name for r in rows])
         tick = int(time.time()) // settings.idle_lag_interval_s
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
                     run_key=f"idle_lag:{r.name}:{tick}",
-                    partition_key=r.name,
                     asset_selection=[],
-                    asset_check_keys=[LAG_KEY],
-                    tags={TAG_CHECK_ONLY: "true"},
+                    asset_check_keys=lag_keys(by_name[r.name]),
+                    tags={TAG_CHECK_ONLY: "true", TAG_PIPELINE: r.name},
                 )
                 for r in rows
                 if r.name not in busy
@@ -176,142 +227,176 @@ def idle_lag_sensor(settings: Settings) -> Any:
     return cdc_lag_idle_sensor
 
 
-ROW_COUNTS_CHECK = "row_counts_match"
-ROW_COUNTS_KEY = dg.AssetCheckKey(TARGET_TABLES, ROW_COUNTS_CHECK)
-
-ROW_COUNTS_DESCRIPTION = (
-    "Every target table holds exactly the rows its full load copied. In the load's run: the "
-    "rows the source's COPY command tags reported for each table against what the swapped-in "
-    "table holds (the target's COPY tags). Executed again later: a full_load pipeline's tables "
-    "against the rows its last full load copied (only a load writes them); a full_load_and_cdc "
-    "pipeline's tables against the source counted in one snapshot, compared only while CDC has "
-    "applied every change (no pending change before and after counting, pipeline lock held), "
-    "otherwise reported as not compared. Fails (ERROR) only on a real difference; a count that "
-    "cannot be taken is a WARN."
-)
+# -- row_counts_match -------------------------------------------------------------------------
 
 
-def _last_load(instance: dg.DagsterInstance, pipeline: str) -> Any:
-    """The newest materialization of the pipeline's partition (its last full load), or None."""
-    result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=TARGET_TABLES, asset_partitions=[pipeline]), limit=1
-    )
-    return result.records[0] if result.records else None
-
-
-def _row_counts_result(
+def _count_result(
+    key: dg.AssetKey,
     passed: bool,
     description: str,
     metadata: dict[str, Any],
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        passed=passed, severity=severity, description=description, metadata=metadata
+        asset_key=key,
+        check_name=ROW_COUNTS_CHECK,
+        passed=passed,
+        severity=severity,
+        description=description,
+        metadata=metadata,
     )
 
 
-def _compare(
-    tables: "tuple[TableRef, ...]",
-    expected: "dict[TableRef, int | None]",
-    actual: "dict[TableRef, int | None]",
-    *,
-    what: str,
+def _table_keys(p: PipelineAssets) -> dict[TableRef, dg.AssetKey]:
+    return {t: _key(k) for t, k in zip(p.tables, p.target_keys(), strict=True)}
+
+
+def _selected(p: PipelineAssets, checks: set[dg.AssetCheckKey]) -> dict[TableRef, dg.AssetKey]:
+    return {
+        t: k for t, k in _table_keys(p).items() if dg.AssetCheckKey(k, ROW_COUNTS_CHECK) in checks
+    }
+
+
+def _compare_one(
+    key: dg.AssetKey,
+    table: TableRef,
+    expected: int | None,
+    actual: int | None,
     against: str,
+    what: str = "copied",
 ) -> dg.AssetCheckResult:
-    """One result for all tables; metadata ``<table>/<what>`` and ``<table>/target`` per table."""
-    mismatched = [t.display for t in tables if expected.get(t) != actual.get(t)]
-    metadata: dict[str, Any] = {"mismatched": ", ".join(mismatched) or "none", "compared": True}
-    for t in tables:
-        metadata[f"{t.display}/{what}"] = _or_minus_one(expected.get(t))
-        metadata[f"{t.display}/target"] = _or_minus_one(actual.get(t))
-    if mismatched:
-        text = f"target rows differ from {against} in: {', '.join(mismatched)}"
-    else:
-        text = f"every target table holds the rows of {against}"
-    return _row_counts_result(not mismatched, text, metadata)
+    """``what`` names the expected count in metadata: ``copied`` (a load's) or ``source``."""
+    metadata: dict[str, Any] = {
+        what: _or_minus_one(expected),
+        "target": _or_minus_one(actual),
+        "compared": True,
+    }
+    if expected == actual:
+        text = f"{table.display}: the target holds the {actual} rows of {against}"
+        return _count_result(key, True, text, metadata)
+    text = (
+        f"{table.display}: the target holds {_shown(actual)} rows, {against} has {_shown(expected)}"
+    )
+    return _count_result(key, False, text, metadata)
+
+
+def _shown(value: int | None) -> str:
+    return "no table" if value is None else str(value)
 
 
 def _or_minus_one(value: int | None) -> int:
     return value if value is not None else -1
 
 
-def evaluate_row_counts(
-    context: dg.AssetCheckExecutionContext,
-    row: "PipelineRow",
+def row_count_results(
+    p: PipelineAssets, result: "FullLoadResult", checks: set[dg.AssetCheckKey]
+) -> Iterator[dg.AssetCheckResult]:
+    """In the load's own run: each table's COPY tags, source against target (exact)."""
+    by_table = {t.table: t for t in result.tables}
+    for table, key in _selected(p, checks).items():
+        loaded = by_table.get(table)
+        yield _compare_one(
+            key,
+            table,
+            loaded.rows if loaded else None,
+            loaded.target_rows if loaded else None,
+            "the load's COPY",
+        )
+
+
+def row_counts_now(
+    context: dg.AssetExecutionContext,
+    p: PipelineAssets,
+    control: ControlDb,
     connections: PostgresConnections,
-    repo: "PipelineRepository",
-) -> dg.AssetCheckResult:
-    """``row_counts_match`` for one pipeline, as its description says."""
-    from cdc_assets.engine.row_counts import caught_up_counts, count_tables
-    from cdc_assets.pg.connect import connect
-
-    tables = row.spec.tables
-    record = _last_load(context.instance, row.name)
-    mat = record.asset_materialization if record is not None else None
-    if mat is None:
-        return _row_counts_result(
-            True, "no full load of this pipeline yet: nothing to compare", {"compared": False}
-        )
-    meta = mat.metadata
-    copied: dict[TableRef, int | None] = {}
-    at_swap: dict[TableRef, int | None] = {}
-    for t in tables:
-        rows, target = (
-            meta.get(f"cdc/table/{t.display}/rows"),
-            meta.get(f"cdc/table/{t.display}/target_rows"),
-        )
-        copied[t] = int(rows.value) if rows is not None else None  # type: ignore[arg-type]
-        at_swap[t] = int(target.value) if target is not None else None  # type: ignore[arg-type]
-    if record.run_id == context.run.run_id:  # in the load's own run: exact, nothing else ran
-        return _compare(tables, copied, at_swap, what="copied", against="the load's COPY")
-    resolved = connections.resolved(row.spec)
-    if row.mode is Mode.FULL_LOAD:
-        with connect(resolved.target_url, pipeline=row.name, role="target", autocommit=True) as c:
-            now = count_tables(c, tables, row.spec.target_schema)
-        return _compare(
-            tables, copied, now, what="copied", against=f"the last full load (run {record.run_id})"
-        )
-    with repo.pipeline_lock(row.name):
-        counts = caught_up_counts(
-            row.spec, source_url=resolved.source_url, target_url=resolved.target_url
-        )
-    if counts is None:
-        return _row_counts_result(
-            True,
-            "not compared: the source has changes CDC has not applied yet (execute the check "
-            "again after a batch, when the source is quiet)",
-            {"compared": False},
-            severity=dg.AssetCheckSeverity.WARN,
-        )
-    return _compare(
-        tables, counts.source, counts.target, what="source", against="the source (one snapshot)"
-    )
-
-
-def row_counts_check() -> dg.AssetChecksDefinition:
-    """``row_counts_match``, partitioned by pipeline; part of every full-load run."""
-
-    def row_counts_match(
-        context: dg.AssetCheckExecutionContext,
-        control: ControlDb,
-        connections: PostgresConnections,
-    ) -> dg.AssetCheckResult:
-        """Never raises: a check that cannot count reports WARN and leaves the run alone."""
-        try:
-            repo = control.repository()
-            return evaluate_row_counts(context, repo.get(context.partition_key), connections, repo)
-        except Exception as exc:
-            return _row_counts_result(
+    checks: set[dg.AssetCheckKey],
+) -> Iterator[dg.AssetCheckResult]:
+    """``row_counts_match`` executed on its own; never raises (a count it cannot take is a WARN)."""
+    selected = _selected(p, checks)
+    try:
+        yield from _row_counts_now(context, p, control, connections, selected)
+    except Exception as exc:
+        for key in selected.values():
+            yield _count_result(
+                key,
                 False,
                 f"the rows could not be counted: {error_text(exc)}",
                 {"error": error_text(exc)},
                 severity=dg.AssetCheckSeverity.WARN,
             )
 
-    with partitioned_check():
-        return dg.asset_check(
-            asset=TARGET_TABLES,
-            name=ROW_COUNTS_CHECK,
-            partitions_def=PIPELINES,
-            description=ROW_COUNTS_DESCRIPTION,
-        )(row_counts_match)
+
+def _last_copied(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+    """``cdc/rows`` of the table's newest full-load materialization, if any."""
+    result = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=20)
+    for record in result.records:
+        mat = record.asset_materialization
+        if mat is None:
+            continue
+        phase = mat.metadata.get("cdc/phase")
+        rows = mat.metadata.get("cdc/rows")
+        if phase is not None and phase.value == "full_load" and rows is not None:
+            return int(rows.value)  # type: ignore[arg-type]
+    return None
+
+
+def _row_counts_now(
+    context: dg.AssetExecutionContext,
+    p: PipelineAssets,
+    control: ControlDb,
+    connections: PostgresConnections,
+    selected: dict[TableRef, dg.AssetKey],
+) -> Iterator[dg.AssetCheckResult]:
+    from cdc_assets.engine.row_counts import caught_up_counts, count_tables
+    from cdc_assets.pg.connect import connect
+
+    repo = control.repository()
+    row = repo.get(p.name)
+    if row.full_load_status is not FullLoadStatus.COMPLETED:
+        for key in selected.values():
+            yield _count_result(
+                key, True, "no completed full load of this pipeline: nothing to compare", {}
+            )
+        return
+    resolved = connections.resolved(row.spec)
+    tables = tuple(selected)
+    if row.mode is Mode.FULL_LOAD:
+        with connect(resolved.target_url, pipeline=row.name, role="target", autocommit=True) as c:
+            now = count_tables(c, tables, row.spec.target_schema)
+        for table, key in selected.items():
+            yield _compare_one(
+                key,
+                table,
+                _last_copied(context.instance, key),
+                now.get(table),
+                "its last full load",
+            )
+        return
+    with repo.pipeline_lock(row.name):
+        counts = caught_up_counts(
+            row.spec, source_url=resolved.source_url, target_url=resolved.target_url
+        )
+    for table, key in selected.items():
+        if counts is None:
+            yield _count_result(
+                key,
+                True,
+                "not compared: the source has changes CDC has not applied yet (execute the check "
+                "again after a batch, when the source is quiet)",
+                {"compared": False},
+                severity=dg.AssetCheckSeverity.WARN,
+            )
+            continue
+        yield _compare_one(
+            key,
+            table,
+            counts.source.get(table),
+            counts.target.get(table),
+            "the source (one snapshot)",
+            what="source",
+        )
+
+
+def all_checks(catalog: Catalog, settings: Settings) -> Iterable[dg.AssetChecksDefinition]:
+    """One ``cdc_lag`` multi-check per CDC pipeline of the catalog."""
+    return [lag_check(p, settings) for p in catalog.pipelines if p.wants_cdc]

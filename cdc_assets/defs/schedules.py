@@ -13,11 +13,13 @@ from typing import Any
 import dagster as dg
 
 from cdc_assets.control.repository import PipelineRow
-from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
+from cdc_assets.defs.active import active_pipelines
+from cdc_assets.defs.catalog import Catalog
+from cdc_assets.defs.jobs import cdc_sync_job
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.defs.run_status import run_fact
-from cdc_assets.defs.sensors import active_pipelines, cdc_request
-from cdc_assets.defs.tags import CDC_JOB_NAME, TAG_PARTITION, launch_tags
+from cdc_assets.defs.sensors import cdc_request, full_load_selection
+from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, TAG_PIPELINE, launch_tags
 from cdc_assets.domain import CdcStatus, Mode, Phase
 from cdc_assets.settings import Settings
 from cdc_assets.status.backoff import RetryDecision, decide_retry
@@ -33,28 +35,38 @@ def _tick(context: dg.ScheduleEvaluationContext) -> str:
     return when.isoformat() if when else "manual"
 
 
-@dg.schedule(
-    name="full_load_refresh_schedule",
-    cron_schedule="0 3 * * *",
-    job=full_load_job,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Re-runs the full load of every enabled full_load-mode pipeline (03:00 daily).",
-)
-def full_load_refresh_schedule(context: dg.ScheduleEvaluationContext, control: ControlDb) -> Any:
-    """One full load per enabled ``full_load`` pipeline that has no run going."""
-    settings = Settings.from_env()
-    rows = [r for r in control.repository().list() if r.enabled and r.mode is Mode.FULL_LOAD]
-    busy = active_pipelines(context.instance, [r.name for r in rows])
-    requests = [
-        dg.RunRequest(
-            run_key=f"refresh:{r.name}:{_tick(context)}",
-            partition_key=r.name,
-            tags=launch_tags(r.name, Phase.FULL_LOAD, settings),
-        )
-        for r in rows
-        if r.name not in busy
-    ]
-    return requests or dg.SkipReason("no enabled full_load pipeline is idle")
+def full_load_refresh_schedule(catalog: Catalog) -> Any:
+    """``full_load_refresh_schedule`` over the pipelines whose assets are loaded."""
+    loaded = {p.name: p for p in catalog.pipelines}
+
+    @dg.schedule(
+        name="full_load_refresh_schedule",
+        cron_schedule="0 3 * * *",
+        job_name=FULL_LOAD_JOB_NAME,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Re-runs the full load of every enabled full_load-mode pipeline (03:00 daily).",
+    )
+    def _refresh(context: dg.ScheduleEvaluationContext, control: ControlDb) -> Any:
+        """One full load per enabled ``full_load`` pipeline that has no run going."""
+        settings = Settings.from_env()
+        rows = [
+            r
+            for r in control.repository().list()
+            if r.enabled and r.mode is Mode.FULL_LOAD and r.name in loaded
+        ]
+        busy = active_pipelines(context.instance, [r.name for r in rows])
+        requests = [
+            dg.RunRequest(
+                run_key=f"refresh:{r.name}:{_tick(context)}",
+                asset_selection=full_load_selection(loaded[r.name]),
+                tags=launch_tags(r.name, Phase.FULL_LOAD, settings),
+            )
+            for r in rows
+            if r.name not in busy
+        ]
+        return requests or dg.SkipReason("no enabled full_load pipeline is idle")
+
+    return _refresh
 
 
 @dg.schedule(
@@ -105,7 +117,7 @@ def retry_decision(
     records = instance.get_run_records(
         filters=dg.RunsFilter(
             job_name=CDC_JOB_NAME,
-            tags={TAG_PARTITION: row.name},
+            tags={TAG_PIPELINE: row.name},
             statuses=FINISHED,
             created_after=row.full_load_run_created_at,
         ),

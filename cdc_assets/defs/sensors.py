@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
+from cdc_assets.defs.active import active_pipelines
+from cdc_assets.defs.catalog import Catalog
+from cdc_assets.defs.jobs import cdc_sync_job
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import apply_write, error_text, run_fact, run_failure_message
 from cdc_assets.defs.tags import (
     CDC_JOB_NAME,
     FULL_LOAD_JOB_NAME,
-    TAG_PARTITION,
-    TAG_PIPELINE,
     launch_tags,
 )
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
@@ -31,15 +31,6 @@ from cdc_assets.status.rules import wants_cdc
 
 if TYPE_CHECKING:
     from cdc_assets.control.repository import PipelineRepository, PipelineRow
-
-PIPELINES_PARTITIONS = "pipelines"
-ACTIVE_STATUSES = [
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 
 
 def record_run_event(
@@ -123,79 +114,66 @@ def reconcile_sensor(settings: Settings) -> Any:
     return reconcile_pipelines_sensor
 
 
-def active_pipelines(instance: dg.DagsterInstance, names: Sequence[str]) -> set[str]:
-    """Pipelines among ``names`` with a queued or running run (by either pipeline tag)."""
-    busy: set[str] = set()
-    if not names:
-        return busy
-    for tag in (TAG_PIPELINE, TAG_PARTITION):
-        for record in instance.get_run_records(
-            filters=dg.RunsFilter(tags={tag: list(names)}, statuses=ACTIVE_STATUSES)
-        ):
-            value = record.dagster_run.tags.get(tag)
-            if value:
-                busy.add(value)
-    return busy
-
-
 def _stamp(ts: datetime) -> str:
     return f"{ts.timestamp():.6f}"
 
 
 def launch_full_load_requests(
-    instance: dg.DagsterInstance, rows: Sequence["PipelineRow"], settings: Settings
+    instance: dg.DagsterInstance,
+    rows: Sequence["PipelineRow"],
+    settings: Settings,
+    catalog: Catalog,
+    log: Any = None,
 ) -> dg.SensorResult:
-    """Partitions for new rows, removal of removed ones, a first full load per new enabled row.
+    """A first full load for each new enabled row whose table assets are loaded.
 
-    Disabled rows get a partition too: disabling stops automatic runs, not a person's launch
-    from the UI.
+    The run selects the row's table assets in the shared ``full_load_job``. A row the loaded
+    definitions do not know yet (added since the code location loaded) waits for the
+    definitions sync to reload it: its assets must exist before a run can materialize them.
 
     The run key includes the row's id and last change, so a ``pipeline reset`` (which moves
     ``updated_at``) gets a new run while repeated ticks over an unchanged row launch once.
     """
-    existing = set(instance.get_dynamic_partitions(PIPELINES_PARTITIONS))
-    names = {r.name for r in rows}
-    to_add = sorted(r.name for r in rows if r.name not in existing)
-    to_remove = sorted(existing - names)
-    if to_add:
-        # Added now rather than via the result: run requests of this tick are validated against
-        # the partitions that exist, and an add is idempotent if the tick is retried.
-        instance.add_dynamic_partitions(PIPELINES_PARTITIONS, to_add)
+    loaded = {p.name: p for p in catalog.pipelines}
     candidates = [r for r in rows if r.enabled and r.full_load_status is FullLoadStatus.NOT_STARTED]
-    busy = active_pipelines(instance, [r.name for r in candidates])
+    waiting = [r.name for r in candidates if r.name not in loaded]
+    if waiting and log is not None:
+        log.info(f"waiting for the code location to load the assets of: {', '.join(waiting)}")
+    ready = [r for r in candidates if r.name in loaded]
+    busy = active_pipelines(instance, [r.name for r in ready])
     requests = [
         dg.RunRequest(
             run_key=f"full_load:{r.name}:{r.id}:{_stamp(r.updated_at)}",
             job_name=FULL_LOAD_JOB_NAME,
-            partition_key=r.name,
+            asset_selection=full_load_selection(loaded[r.name]),
             tags=launch_tags(r.name, Phase.FULL_LOAD, settings),
         )
-        for r in candidates
+        for r in ready
         if r.name not in busy
     ]
-    partition_requests: list[Any] = []
-    if to_remove:
-        partition_requests.append(
-            dg.DeleteDynamicPartitionsRequest(PIPELINES_PARTITIONS, to_remove)
-        )
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests)
+    return dg.SensorResult(run_requests=requests)
 
 
-def launch_sensor(settings: Settings) -> Any:
-    """``launch_full_loads_sensor``: new enabled rows get a partition and their first full load."""
+def full_load_selection(p: Any) -> list[dg.AssetKey]:
+    """The asset selection of ``p``'s full load: every one of its target tables."""
+    return [dg.AssetKey(list(k)) for k in p.target_keys()]
+
+
+def launch_sensor(settings: Settings, catalog: Catalog) -> Any:
+    """``launch_full_loads_sensor``: new enabled rows get their first full load."""
 
     @dg.sensor(
         name="launch_full_loads_sensor",
-        job=full_load_job,
+        job_name=FULL_LOAD_JOB_NAME,
         minimum_interval_seconds=settings.sensor_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Adds a partition per pipeline row and launches first full loads.",
+        description="Launches the first full load of every new enabled pipeline row.",
     )
     def launch_full_loads_sensor(
         context: dg.SensorEvaluationContext, control: ControlDb
     ) -> dg.SensorResult:
         return launch_full_load_requests(
-            context.instance, control.repository().list(), Settings.from_env()
+            context.instance, control.repository().list(), Settings.from_env(), catalog, context.log
         )
 
     return launch_full_loads_sensor
@@ -206,7 +184,6 @@ def cdc_request(row: "PipelineRow", settings: Settings, run_key: str | None) -> 
     return dg.RunRequest(
         run_key=run_key,
         job_name=CDC_JOB_NAME,
-        partition_key=row.name,
         tags=launch_tags(row.name, Phase.CDC, settings),
     )
 

@@ -4,7 +4,7 @@ Every writer maps a run to its pipeline the same way, so the coordinator's tag l
 and the reconciler always agree on which runs belong to which row.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
@@ -24,9 +24,29 @@ CDC_JOB_NAME = "cdc_sync_job"
 ASSET_JOB_NAME = "__ASSET_JOB"
 
 
+_OWNERS: dict[dg.AssetKey, str] = {}
+"""Target asset key -> pipeline, for every catalog this process built definitions from."""
+
+
+def register_owners(owners: Mapping[tuple[str, ...], str]) -> None:
+    """Remember which pipeline owns which table asset (called when definitions are built).
+
+    Keys are only added: a run launched from definitions built earlier in this process still
+    maps to its pipeline.
+    """
+    _OWNERS.update({dg.AssetKey(list(k)): v for k, v in owners.items()})
+
+
 def pipeline_of_tags(tags: Mapping[str, str]) -> str | None:
-    """The pipeline a run belongs to: ``cdc/pipeline``, else its partition key (UI launches)."""
+    """The pipeline named by a run's tags: ``cdc/pipeline``, else a (pre-asset) partition key."""
     return tags.get(TAG_PIPELINE) or tags.get(TAG_PARTITION) or None
+
+
+def pipeline_of_selection(keys: "Iterable[dg.AssetKey] | None") -> str | None:
+    """The one pipeline whose table assets a run selected (a UI Materialize), else None."""
+    owners = {_OWNERS.get(k) for k in keys or ()}
+    owners.discard(None)
+    return owners.pop() if len(owners) == 1 else None
 
 
 def pipeline_of_run(run: dg.DagsterRun) -> str | None:
@@ -40,7 +60,7 @@ def pipeline_of_run(run: dg.DagsterRun) -> str | None:
         return None
     if run.asset_check_selection and run.asset_selection is not None and not run.asset_selection:
         return None
-    return pipeline_of_tags(run.tags)
+    return pipeline_of_tags(run.tags) or pipeline_of_selection(run.asset_selection)
 
 
 def phase_of(job_name: str | None, tags: Mapping[str, str] | None = None) -> Phase:
@@ -67,10 +87,10 @@ def launch_tags(pipeline: str, phase: Phase, settings: Settings) -> dict[str, st
 def complete_run_tags(
     instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline: str, settings: Settings
 ) -> None:
-    """Add the tags a UI launch lacks (it carries only ``dagster/partition``), at run start.
+    """Add the tags a UI launch lacks (a Materialize carries only its asset selection), at start.
 
-    ``max_runtime_seconds`` run monitoring and the ``cdc/pipeline`` views need them; the
-    coordinator's one-run-per-pipeline limit also keys on ``dagster/partition`` for such runs.
+    ``max_runtime_seconds`` run monitoring, the ``cdc/pipeline`` views, the reconciler's run
+    queries and the coordinator's one-run-per-pipeline limit all key on these tags.
     """
     wanted = launch_tags(pipeline, phase_of(run.job_name, run.tags), settings)
     missing = {k: v for k, v in wanted.items() if k not in run.tags}

@@ -24,7 +24,7 @@ questions sensors ask (``pending_bytes``, ``has_pending_changes``, ``slot_lag_by
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -84,7 +84,14 @@ class CdcBatchResult:
     seconds: float
     tables_changed: tuple[TableRef, ...]
     warnings: tuple[str, ...] = ()
+    by_table: "dict[TableRef, tuple[int, int, int, bool]]" = field(default_factory=dict)
+    """Per changed source table: inserts, updates, deletes, and whether it was truncated."""
     enum_labels_added: tuple[str, ...] = ()  # "schema.type: 'label' AFTER 'other'", in order
+
+
+def _tally(counts: list[int] | None) -> tuple[int, int, int]:
+    ins, upd, dele = counts or (0, 0, 0)
+    return ins, upd, dele
 
 
 def _sync_enum_labels(
@@ -353,6 +360,10 @@ def run_cdc_batch(
         lag_bytes=lag,
         seconds=time.monotonic() - started,
         tables_changed=tuple(sorted(counts.tables_changed)),
+        by_table={
+            t: (*_tally(counts.by_table.get(t)), t in counts.truncated_tables)
+            for t in counts.tables_changed
+        },
         warnings=tuple(batch.warnings),
         enum_labels_added=tuple(labels_added),
     )

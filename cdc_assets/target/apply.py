@@ -102,6 +102,8 @@ class TableApply:
             itemgetter(*self.key_idx) if self.key_idx else (lambda _row: None)
         )
         self.changed = False  # any change routed here during the batch
+        # [inserts, updates, deletes] of the source table in this batch, shared by its shapes.
+        self.tally: list[int] = [0, 0, 0]
         self.barrier: Callable[[], None] = lambda: None  # waits for the batch's in-flight chunk
         self.upsert = upsert
         self.stage_name = stage_name

@@ -77,6 +77,9 @@ class BatchCounts:
     deletes: int = 0
     truncates: int = 0
     tables_changed: set[TableRef] = field(default_factory=set)  # source tables
+    by_table: dict[TableRef, list[int]] = field(default_factory=dict)
+    """[inserts, updates, deletes] per source table (truncates are in ``truncated_tables``)."""
+    truncated_tables: set[TableRef] = field(default_factory=set)
 
     @property
     def changes(self) -> int:
@@ -170,6 +173,7 @@ class BatchApply:
         applier = self._applier(source, rel, target, left_out)
         self.appliers[rel.relation_id] = applier
         self._source_of[target.table] = source
+        applier.tally = self.counts.by_table.setdefault(source, [0, 0, 0])
         return applier
 
     def _reconcile(self, source: TableRef, rel: Relation) -> tuple[TargetTable, frozenset[str]]:
@@ -431,9 +435,11 @@ class BatchApply:
         if insert:
             applier.insert(row)
             self.counts.inserts += 1
+            applier.tally[0] += 1
         else:
             applier.update(None, None, row)
             self.counts.updates += 1
+            applier.tally[1] += 1
         self._changed(applier)
 
     def insert(self, msg: Insert) -> None:
@@ -441,6 +447,7 @@ class BatchApply:
         applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
         applier.insert(msg.new)
         self.counts.inserts += 1
+        applier.tally[0] += 1
         self._changed(applier)
 
     def update(self, msg: Update) -> None:
@@ -448,6 +455,7 @@ class BatchApply:
         applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
         applier.update(msg.old_kind, msg.old, msg.new)
         self.counts.updates += 1
+        applier.tally[1] += 1
         self._changed(applier)
 
     def delete(self, msg: Delete) -> None:
@@ -455,6 +463,7 @@ class BatchApply:
         applier = self._active.get(msg.relation_id) or self._for(msg.relation_id)
         applier.delete(msg.old)
         self.counts.deletes += 1
+        applier.tally[2] += 1
         self._changed(applier)
 
     def truncate(self, msg: Truncate) -> None:
@@ -467,6 +476,7 @@ class BatchApply:
             targets.append(applier.target.table)
             self.truncated.add(relid)
             self.counts.tables_changed.add(self._source_of[applier.target.table])
+            self.counts.truncated_tables.add(self._source_of[applier.target.table])
         if not targets:
             return
         self.wait()

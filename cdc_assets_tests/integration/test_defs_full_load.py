@@ -10,8 +10,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from cdc_assets.defs.checks import ROW_COUNTS_KEY
-from cdc_assets.defs.full_load import TARGET_TABLES
+from cdc_assets.definitions import build_defs
+from cdc_assets.defs.full_load import ROW_COUNTS_CHECK
+from cdc_assets.settings import Settings
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.tags import TAG_CHECK_ONLY, TAG_LOCK_CONFLICT, TAG_PIPELINE
 from cdc_assets.domain import FullLoadStatus, Mode, Phase, Writer
@@ -21,6 +22,11 @@ from cdc_assets_tests.e2e.pipelines import count, events, make_source, spec
 from cdc_assets_tests.support import wait_until
 
 pytestmark = pytest.mark.integration
+
+
+def table(pipeline: str, name: str = "orders") -> dg.AssetKey:
+    """A target table's asset key under the default prefix (the pipeline's name)."""
+    return dg.AssetKey([pipeline, name])
 
 
 def hook_events(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -54,11 +60,13 @@ def test_full_load_success_op_and_hook_write(instance, repo, defs, new_db) -> No
         ("full_load", "IN_PROGRESS", "COMPLETED", "op"),
     ]
     assert "HOOK_COMPLETED" in hook_events(instance, run_id)
-    mat = instance.get_latest_materialization_event(TARGET_TABLES)
+    mat = instance.get_latest_materialization_event(table("shop"))
     assert mat is not None and mat.asset_materialization is not None
     meta = mat.asset_materialization.metadata
-    assert meta["cdc/rows"].value == 120
-    assert meta["cdc/table/public.orders/rows"].value == 120
+    assert meta["cdc/rows"].value == 120 and meta["dagster/row_count"].value == 120
+    assert meta["dagster/table_name"].value == "public.orders"
+    columns = [c.name for c in meta["dagster/column_schema"].value.columns]
+    assert columns == ["id", "note"]
     checks = [
         e.dagster_event.event_specific_data
         for e in instance.all_logs(run_id)
@@ -66,7 +74,7 @@ def test_full_load_success_op_and_hook_write(instance, repo, defs, new_db) -> No
     ]
     assert [(c.check_name, c.passed) for c in checks] == [("row_counts_match", True)]
     tags = instance.get_run_by_id(run_id).tags
-    assert tags[TAG_PIPELINE] == "shop" and tags["dagster/partition"] == "shop"
+    assert tags[TAG_PIPELINE] == "shop" and "dagster/partition" not in tags
 
     # In-process runs are invisible to run-status sensors: the reconciler confirms the row.
     outcomes = reconcile(instance, repo, ["shop"])
@@ -164,24 +172,15 @@ def test_reconciler_fails_a_row_whose_run_was_deleted(instance, repo, defs, new_
 
 def test_hooks_are_attached_to_the_asset_itself(instance, repo, new_db) -> None:
     """A UI Materialize runs an implicit asset job: the asset's own hooks must still fire."""
-    from cdc_assets.defs.full_load import target_tables
-    from cdc_assets.defs.resources import ControlDb, PostgresConnections
-
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=3)
     repo.add(spec("mat", src, dst))
-    instance.add_dynamic_partitions("pipelines", ["mat"])
-    control = ControlDb(url=repo.url)
-    result = dg.materialize(
-        [target_tables],
-        partition_key="mat",
-        instance=instance,
-        resources={"control": control, "connections": PostgresConnections(control=control)},
-    )
+    job = build_defs(Settings()).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=instance, asset_selection=[table("mat")])
     assert result.success
     assert "HOOK_COMPLETED" in hook_events(instance, result.dagster_run.run_id)
     tags = instance.get_run_by_id(result.dagster_run.run_id).tags
-    assert tags[TAG_PIPELINE] == "mat"  # added at run start for partition-only launches
+    assert tags[TAG_PIPELINE] == "mat"  # added at run start for selection-only launches
     assert repo.get("mat").full_load_status is FullLoadStatus.COMPLETED
 
 
@@ -201,15 +200,20 @@ def row_count_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[Any
 def evaluate_row_counts_by_hand(
     defs: dg.Definitions, instance: dg.DagsterInstance, name: str
 ) -> Any:
-    """The UI's "Execute check" on one partition: the hidden asset job, subset to the check."""
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(), asset_check_selection={ROW_COUNTS_KEY}
+    """The UI's "Execute check" on one table: the hidden asset job, subset to the check.
+
+    The definitions are built now (as a reloaded code location would): ``defs`` predates the
+    pipeline's row.
+    """
+    key = dg.AssetCheckKey(table(name), ROW_COUNTS_CHECK)
+    job = (
+        build_defs(Settings())
+        .resolve_implicit_global_asset_job_def()
+        .get_subset(asset_selection=set(), asset_check_selection={key})
     )
-    result = job.execute_in_process(
-        instance=instance, partition_key=name, tags={TAG_CHECK_ONLY: "true"}
-    )
+    result = job.execute_in_process(instance=instance, tags={TAG_CHECK_ONLY: "true"})
     [evaluation] = result.get_asset_check_evaluations()
-    assert evaluation.partition == name
+    assert evaluation.asset_key == table(name)
     return evaluation
 
 
@@ -258,8 +262,8 @@ def test_row_counts_match_passes_under_a_concurrent_writer(
     assert count(src) == 50_000 + inserted[0] > copied  # the source moved on during the load
     [check] = row_count_evaluations(instance, result.dagster_run.run_id)
     assert check.passed, check.description
-    assert check.metadata["public.orders/copied"].value == copied
-    assert check.metadata["public.orders/target"].value == copied
+    assert check.metadata["copied"].value == copied
+    assert check.metadata["target"].value == copied
     assert check.description and "COPY" in check.description
 
 
@@ -277,9 +281,9 @@ def test_row_counts_match_fails_when_target_rows_are_deleted(instance, repo, def
         conn.execute("DELETE FROM public.orders WHERE id <= 5")
     failed = evaluate_row_counts_by_hand(defs, instance, "plain")
     assert (failed.passed, failed.severity) == (False, dg.AssetCheckSeverity.ERROR)
-    assert failed.metadata["public.orders/copied"].value == 50
-    assert failed.metadata["public.orders/target"].value == 45
-    assert failed.metadata["mismatched"].value == "public.orders"
+    assert failed.metadata["copied"].value == 50
+    assert failed.metadata["target"].value == 45
+    assert "45" in (failed.description or "") and "public.orders" in (failed.description or "")
 
 
 def test_row_counts_match_of_a_cdc_pipeline_compares_with_the_source_once_caught_up(
@@ -298,10 +302,10 @@ def test_row_counts_match_of_a_cdc_pipeline_compares_with_the_source_once_caught
     assert execute_pipeline(instance, "flow", Phase.CDC, defs=defs).success
     caught_up = evaluate_row_counts_by_hand(defs, instance, "flow")
     assert caught_up.passed and caught_up.metadata["compared"].value is True
-    assert caught_up.metadata["public.orders/source"].value == 51
+    assert caught_up.metadata["source"].value == 51
 
     with psycopg.connect(dst, autocommit=True) as conn:
         conn.execute("DELETE FROM public.orders WHERE id <= 5")
     failed = evaluate_row_counts_by_hand(defs, instance, "flow")
     assert (failed.passed, failed.severity) == (False, dg.AssetCheckSeverity.ERROR)
-    assert failed.metadata["public.orders/target"].value == 46
+    assert failed.metadata["target"].value == 46

@@ -5,17 +5,27 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from cdc_assets.defs.cdc import LAG_CHECK, lag_check_result
-from cdc_assets.defs.full_load import TARGET_TABLES
-from cdc_assets.defs.tags import TAG_CHECK_ONLY, pipeline_of_run
-from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
+from cdc_assets.defs.catalog import PipelineAssets
+from cdc_assets.defs.checks import LAG_CHECK, lag_results_for
+from cdc_assets.defs.tags import TAG_CHECK_ONLY, TAG_PIPELINE, pipeline_of_run, register_owners
+from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase, TableRef, Writer
 from cdc_assets.settings import SettingError, Settings
 from cdc_assets.status.reconcile import PhaseFact, RowFact, RunFact, RunState, decide, write_for_run
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-LAG_KEY = dg.AssetCheckKey(TARGET_TABLES, LAG_CHECK)
+SHOP = PipelineAssets(
+    name="shop",
+    mode=Mode.FULL_LOAD_AND_CDC,
+    target_schema="public",
+    prefix=("shop",),
+    tables=(TableRef("public", "orders"), TableRef("sales", "items")),
+)
+ORDERS = dg.AssetKey(["shop", "orders"])
+ITEMS = dg.AssetKey(["shop", "items"])
+OTHER = dg.AssetKey(["crm", "people"])
+LAG_KEY = dg.AssetCheckKey(ORDERS, LAG_CHECK)
 LIMITS = Settings(lag_warn_bytes=100, lag_fail_bytes=1000)
 
 
@@ -34,19 +44,23 @@ def at(seconds: int) -> datetime:
     ],
 )
 def test_lag_verdict_against_thresholds(lag: int, passed: bool, severity: object) -> None:
-    evaluation = lag_check_result("shop", lag, LIMITS)
-    assert (evaluation.asset_key, evaluation.check_name) == (TARGET_TABLES, LAG_CHECK)
-    assert evaluation.passed is passed
-    if severity is not None:
-        assert evaluation.severity is severity
-    assert evaluation.metadata["pipeline"].value == "shop"
-    assert evaluation.metadata["cdc/lag_bytes"].value == lag
-    # One result per pipeline; constant thresholds in the text, not plotted as metadata.
-    assert evaluation.partition == "shop"
-    assert set(evaluation.metadata) == {"pipeline", "cdc/lag_bytes"}
-    assert evaluation.description is not None
-    assert "WARN above 100" in evaluation.description
-    assert "ERROR above 1000" in evaluation.description
+    evaluations = lag_results_for(SHOP, lag, LIMITS)
+    # One result per table of the pipeline, each under its own asset.
+    assert [(e.asset_key, e.check_name) for e in evaluations] == [
+        (ORDERS, LAG_CHECK),
+        (ITEMS, LAG_CHECK),
+    ]
+    for evaluation in evaluations:
+        assert evaluation.passed is passed
+        if severity is not None:
+            assert evaluation.severity is severity
+        assert evaluation.metadata["cdc/pipeline"].value == "shop"
+        assert evaluation.metadata["cdc/lag_bytes"].value == lag
+        # Constant thresholds in the text, not plotted as metadata.
+        assert set(evaluation.metadata) == {"cdc/pipeline", "cdc/lag_bytes"}
+        assert evaluation.description is not None
+        assert "WARN above 100" in evaluation.description
+        assert "ERROR above 1000" in evaluation.description
 
 
 @pytest.mark.parametrize(
@@ -55,22 +69,29 @@ def test_lag_verdict_against_thresholds(lag: int, passed: bool, severity: object
         # "Execute check" in the UI: the run records a selection of checks only.
         (frozenset(), frozenset({LAG_KEY}), {}, None),
         # The idle-lag sensor's runs say so in a tag too (in-process runs record no selection).
-        (None, None, {TAG_CHECK_ONLY: "true"}, None),
-        # Materialize: the asset (and its checks) selected, a load of the partition's pipeline.
-        (frozenset({TARGET_TABLES}), frozenset({LAG_KEY}), {}, "shop"),
-        # full_load_job / cdc_sync_job launches record no selection.
-        (None, None, {}, "shop"),
+        (None, None, {TAG_CHECK_ONLY: "true", TAG_PIPELINE: "shop"}, None),
+        # Materialize in the UI: the run carries only its selection, mapped to its pipeline.
+        (frozenset({ORDERS}), frozenset({LAG_KEY}), {}, "shop"),
+        (frozenset({ORDERS, ITEMS}), None, {}, "shop"),
+        # Tables of two pipelines in one run: no single pipeline (the op refuses it).
+        (frozenset({ORDERS, OTHER}), None, {}, None),
+        # full_load_job / cdc_sync_job launches carry the tag.
+        (None, None, {TAG_PIPELINE: "shop"}, "shop"),
+        (None, None, {}, None),
     ],
 )
-def test_check_only_runs_are_no_pipeline_runs(
+def test_which_runs_are_pipeline_runs(
     assets: frozenset[dg.AssetKey] | None,
     checks: frozenset[dg.AssetCheckKey] | None,
     tags: dict[str, str],
     pipeline: str | None,
 ) -> None:
+    register_owners(
+        {("shop", "orders"): "shop", ("shop", "items"): "shop", ("crm", "people"): "crm"}
+    )
     run = dg.DagsterRun(
         job_name="__ASSET_JOB",
-        tags={"dagster/partition": "shop", **tags},
+        tags=tags,
         asset_selection=assets,
         asset_check_selection=checks,
     )
