@@ -36,6 +36,7 @@ PIPELINE_COLUMNS = {
     "cdc_run_created_at": ("timestamp with time zone", "YES"),
     "cdc_authority": ("text", "YES"),
     "cdc_progress_at": ("timestamp with time zone", "YES"),
+    "asset_key_prefix": ("_text", "YES"),
 }
 EVENT_COLUMNS = {
     "id",
