@@ -44,9 +44,10 @@ def head_revision() -> str:
 def init_schema(sqlalchemy_url: str, revision: str = "head") -> list[str]:
     """Upgrade the control schema to ``revision`` (default head); one line per applied revision.
 
-    Returns [] if it was already there. ``revision`` other than head is for tests that build an
-    older schema to upgrade from, as a database created by an earlier release has. Runs in one transaction holding an advisory lock, so two processes starting at once (the CLI and
-    a code location) neither race nor half-apply a revision.
+    Returns [] if it was already there. A ``revision`` other than head is for tests that build
+    the older schema a database created by an earlier release has, to upgrade it. Runs in one
+    transaction holding an advisory lock, so two processes starting at once (the CLI and a code
+    location) neither race nor half-apply a revision.
     """
     engine = get_engine(sqlalchemy_url)
     script = ScriptDirectory.from_config(_config())
