@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NoReturn
 
 from cdc_assets import settings
+from cdc_assets.asset_keys import prefix_problem
 from cdc_assets.domain import (
     MAX_IDENTIFIER_BYTES,
     CdcStatus,
@@ -80,6 +81,20 @@ def parse_schema(text: str) -> str:
     if ident.startswith("pg_"):
         raise InvalidName("schema names starting with pg_ are reserved by PostgreSQL")
     return ident
+
+
+def parse_prefix(text: str) -> tuple[str, ...]:
+    """``--asset-key-prefix a/b`` as the key parts ``("a", "b")``, checked by ``asset_keys``."""
+    parts = tuple(p.strip() for p in text.strip().split("/"))
+    problem = prefix_problem(parts if text.strip() else ())
+    if problem is not None:
+        raise _field_error(
+            "--asset-key-prefix",
+            text,
+            f"{problem.replace('asset_key_prefix', 'prefix')}; write parts separated by /, "
+            "e.g. team/shop",
+        )
+    return parts
 
 
 def build_spec(
@@ -198,8 +213,17 @@ def cmd_init(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def cmd_add(ctx: _Context, args: argparse.Namespace) -> int:
-    """Validate every field, refuse a taken name, then insert the row."""
-    from cdc_assets.control.repository import PipelineExists
+    """Validate every field, refuse a taken name or a clash with another pipeline, then insert.
+
+    The clash checks run in the repository, in the insert's transaction (``control/conflicts.py``):
+    an asset key another pipeline defines, or a target table another pipeline writes.
+    """
+    from cdc_assets.control.conflicts import target_asset_keys
+    from cdc_assets.control.repository import (
+        AssetKeyConflict,
+        PipelineExists,
+        SharedTargetConflict,
+    )
 
     spec = build_spec(
         args.name,
@@ -210,28 +234,46 @@ def cmd_add(ctx: _Context, args: argparse.Namespace) -> int:
         target_schema=args.target_schema,
         enabled=not args.disabled,
     )
+    prefix = parse_prefix(args.asset_key_prefix) if args.asset_key_prefix is not None else None
     repo = ctx.repo()
     if any(r.name == spec.name for r in repo.list()):
         raise _field_error("NAME", spec.name, "a pipeline with this name already exists")
     try:
-        row = repo.add(spec)
+        row = repo.add(spec, asset_key_prefix=prefix, refuse_shared_target=True)
     except PipelineExists:
         raise _field_error("NAME", spec.name, "a pipeline with this name already exists") from None
+    except AssetKeyConflict as exc:
+        raise UsageError(f"--asset-key-prefix: {exc.for_row()}") from None
+    except SharedTargetConflict as exc:
+        raise UsageError(f"--table: {exc.for_row()}") from None
     _out(
         f"added pipeline {row.name} ({row.mode}, {'enabled' if row.enabled else 'disabled'}): "
         f"{redact_url(row.source_url)} -> {redact_url(row.target_url)} schema {row.target_schema}, "
         f"tables {', '.join(t.display for t in row.tables)}"
     )
+    _out(f"asset keys: {', '.join(target_asset_keys(row))}")
     return EXIT_OK
 
 
 def cmd_list(ctx: _Context, args: argparse.Namespace) -> int:
-    """One aligned line per pipeline."""
+    """One aligned line per pipeline; a clash with an earlier row shows as its error."""
+    from cdc_assets.control.conflicts import row_problems
+
     rows = ctx.repo().list()
     if not rows:
         _out("no pipelines yet: add one with `cdc-assets pipeline add`")
         return EXIT_OK
-    header = ["NAME", "MODE", "ENABLED", "FULL_LOAD", "CDC", "UPDATED_AT", "LAST_ERROR"]
+    clashes = row_problems(rows)
+    header = [
+        "NAME",
+        "MODE",
+        "ENABLED",
+        "FULL_LOAD",
+        "CDC",
+        "UPDATED_AT",
+        "KEY_PREFIX",
+        "LAST_ERROR",
+    ]
     body = [
         [
             r.name,
@@ -240,7 +282,8 @@ def cmd_list(ctx: _Context, args: argparse.Namespace) -> int:
             r.full_load_status.value,
             r.cdc_status.value,
             _ts(r.updated_at),
-            _short(r.last_error or (f"bad row: {r.config_error}" if r.config_error else None)),
+            "/".join(r.key_prefix),
+            _short(r.last_error or _bad_row(r.config_error or clashes.get(r.name))),
         ]
         for r in rows
     ]
@@ -248,12 +291,23 @@ def cmd_list(ctx: _Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def describe_row(row: "PipelineRow") -> list[tuple[str, str]]:
-    """Every column of a row as (label, text), URLs redacted."""
+def _bad_row(problem: str | None) -> str | None:
+    return f"bad row: {problem}" if problem else None
+
+
+def describe_row(row: "PipelineRow", clash: str | None = None) -> list[tuple[str, str]]:
+    """Every column of a row as (label, text), URLs redacted, then its asset keys.
+
+    ``clash`` is what ``control/conflicts.py`` says of the row against the earlier ones.
+    """
+    from cdc_assets.asset_keys import source_key
+    from cdc_assets.control.conflicts import target_asset_keys
 
     def opt(value: object) -> str:
         return "-" if value is None else str(value)
 
+    prefix = "/".join(row.asset_key_prefix) if row.asset_key_prefix else f"- (default: {row.name})"
+    sources = ["/".join(source_key(row.key_prefix, t)) for t in row.tables]
     return [
         ("name", row.name),
         ("id", str(row.id)),
@@ -263,6 +317,9 @@ def describe_row(row: "PipelineRow") -> list[tuple[str, str]]:
         ("target_url", redact_url(row.target_url)),
         ("target_schema", row.target_schema),
         ("tables", ", ".join(t.display for t in row.tables)),
+        ("asset_key_prefix", prefix),
+        ("asset_keys", ", ".join(target_asset_keys(row))),
+        ("source_asset_keys", ", ".join(sources)),
         ("full_load_status", row.full_load_status.value),
         ("full_load_started_at", _ts(row.full_load_started_at)),
         ("full_load_completed_at", _ts(row.full_load_completed_at)),
@@ -278,6 +335,7 @@ def describe_row(row: "PipelineRow") -> list[tuple[str, str]]:
         ("last_run_id", opt(row.last_run_id)),
         ("last_error", scrub(row.last_error) if row.last_error else "-"),
         ("config_error", scrub(row.config_error) if row.config_error else "-"),
+        ("conflict", scrub(clash) if clash else "-"),
         ("created_at", _ts(row.created_at)),
         ("updated_at", _ts(row.updated_at)),
     ]
@@ -285,9 +343,11 @@ def describe_row(row: "PipelineRow") -> list[tuple[str, str]]:
 
 def cmd_show(ctx: _Context, args: argparse.Namespace) -> int:
     """All fields, then the newest status changes."""
+    from cdc_assets.control.conflicts import row_problems
+
     repo = ctx.repo()
     row = repo.get(args.name)
-    fields = describe_row(row)
+    fields = describe_row(row, row_problems(repo.list()).get(row.name))
     width = max(len(label) for label, _ in fields)
     for label, text in fields:
         _out(f"{label.ljust(width)}  {text}")
@@ -490,6 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--target-schema", default="public", metavar="S")
     add.add_argument("--disabled", action="store_true", help="add it without launching runs")
+    add.add_argument(
+        "--asset-key-prefix",
+        default=None,
+        metavar="A/B",
+        help="asset key prefix of the tables, parts separated by / (default: the pipeline name); "
+        "table public.orders becomes asset A/B/orders",
+    )
     command(psub, "list", cmd_list, "list pipelines and their status")
     show = command(psub, "show", cmd_show, "every field and recent status changes")
     show.add_argument("name", metavar="NAME")

@@ -9,16 +9,23 @@ one reads the first one's result and is ignored, so there is one change and one 
 import builtins
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from cdc_assets.asset_keys import pipeline_prefix, prefix_problem
+from cdc_assets.control.conflicts import (
+    AssetKeyConflict,
+    Claim,
+    SharedTargetConflict,
+    refuse_new,
+)
 from cdc_assets.control.db import connect_errors, get_engine, libpq_url, normalise_url
 from cdc_assets.control.locks import hold_pipeline_lock
 from cdc_assets.control.models import Pipeline, PipelineEventRecord
@@ -34,18 +41,26 @@ from cdc_assets.domain import (
     target_collision,
     validate_name,
 )
-from cdc_assets.errors import MAX_ROW_ERROR, ConfigError, ConnectError, PipelineNotFound
+from cdc_assets.errors import (
+    MAX_ROW_ERROR,
+    CdcError,
+    ConfigError,
+    ConnectError,
+    PipelineNotFound,
+)
 from cdc_assets.secrets import BadReference, check_reference, scrub
 from cdc_assets.status.machine import Outcome, PhaseState, ProposedWrite, Status, decide
 from cdc_assets.status.reconcile import Write
 
 __all__ = [
     "NO_RETRY",
+    "AssetKeyConflict",
     "PipelineEvent",
     "PipelineExists",
     "PipelineRepository",
     "PipelineRow",
     "RetryPolicy",
+    "SharedTargetConflict",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,12 +93,22 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(attempts=1)
+ADD_LOCK_TIMEOUT_MS = 10_000
+"""How long ``add`` waits for the table lock before giving up (status writes hold it briefly)."""
 
 
 class PipelineExists(ConfigError):
     """``add`` of a name that is already taken."""
 
     kind = "exists"
+
+
+def _exists(name: str) -> PipelineExists:
+    return PipelineExists(
+        "a pipeline with this name already exists",
+        pipeline=name,
+        fix="choose another name, or remove the existing pipeline first",
+    )
 
 
 def _not_found(name: str) -> PipelineNotFound:
@@ -207,11 +232,54 @@ class PipelineRepository:
 
     # -- definition changes ------------------------------------------------------------------
 
-    def add(self, spec: PipelineSpec) -> PipelineRow:
-        """Insert a validated spec; :class:`PipelineExists` if the name is taken."""
+    def add(
+        self,
+        spec: PipelineSpec,
+        *,
+        asset_key_prefix: Sequence[str] | None = None,
+        refuse_shared_target: bool = False,
+    ) -> PipelineRow:
+        """Insert a validated spec, refused if it clashes with a row already there.
+
+        The clash checks (``control/conflicts.py``) and the insert are one transaction holding
+        ``SHARE ROW EXCLUSIVE`` on ``public.pipelines``: it conflicts with itself and with every
+        writer's row lock mode, so two concurrent adds (or an add and a hand-written ``INSERT``)
+        cannot both pass the check on a table that holds neither. Status writers wait for it
+        at most the few milliseconds an add takes.
+
+        Args:
+            spec: the pipeline (validated again here: the database CHECKs are the last line).
+            asset_key_prefix: the row's ``asset_key_prefix`` (None: the default, its name).
+            refuse_shared_target: also refuse a pipeline writing a target table another
+                pipeline writes (same target URL as written, target schema and table name).
+                ``cdc-assets pipeline add`` always asks for it.
+
+        Raises:
+            PipelineExists: the name is taken.
+            ConfigError: a bad spec or prefix.
+            AssetKeyConflict: an asset key of the new row is another pipeline's.
+            SharedTargetConflict: see ``refuse_shared_target``.
+        """
         validate_spec(spec)
+        prefix = tuple(asset_key_prefix) if asset_key_prefix is not None else None
+        if prefix is not None:
+            problem = prefix_problem(prefix)
+            if problem is not None:
+                raise ConfigError(problem, pipeline=spec.name, fix="use parts like team/shop")
+        claim = Claim(
+            name=spec.name,
+            prefix=pipeline_prefix(spec.name, prefix),
+            tables=spec.tables,
+            target_url=spec.target_url,
+            target_schema=spec.target_schema,
+        )
         try:
             with self._session() as s:
+                self._lock_pipelines(s, spec.name)
+                existing = [PipelineRow.from_model(p) for p in s.scalars(select(Pipeline))]
+                if any(r.name == spec.name for r in existing):
+                    raise _exists(spec.name)
+                refuse_new(existing, claim, refuse_shared_target=refuse_shared_target)
                 model = Pipeline(
                     name=spec.name,
                     source_url=spec.source_url,
@@ -220,6 +288,7 @@ class PipelineRepository:
                     target_schema=spec.target_schema,
                     mode=spec.mode.value,
                     enabled=spec.enabled,
+                    asset_key_prefix=list(prefix) if prefix is not None else None,
                 )
                 s.add(model)
                 s.flush()
@@ -227,12 +296,24 @@ class PipelineRepository:
                 return PipelineRow.from_model(model)
         except IntegrityError as exc:
             if "uq_pipelines_name" in str(exc.orig):
-                raise PipelineExists(
-                    "a pipeline with this name already exists",
-                    pipeline=spec.name,
-                    fix="choose another name, or remove the existing pipeline first",
-                ) from None
+                raise _exists(spec.name) from None
             raise
+
+    @staticmethod
+    def _lock_pipelines(s: Session, name: str) -> None:
+        """Take the add lock (see :meth:`add`), waiting at most ``ADD_LOCK_TIMEOUT``."""
+        s.execute(text(f"SET LOCAL lock_timeout = '{ADD_LOCK_TIMEOUT_MS}ms'"))
+        try:
+            s.execute(text("LOCK TABLE public.pipelines IN SHARE ROW EXCLUSIVE MODE"))
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            raise CdcError(
+                f"public.pipelines stayed locked for {ADD_LOCK_TIMEOUT_MS} ms by another "
+                "transaction; nothing was added",
+                pipeline=name,
+                fix="retry; if it persists, look for a long open transaction in pg_stat_activity",
+            ) from None
 
     def remove(self, name: str) -> None:
         """Delete the row; its events stay (``pipeline_id`` set to NULL, name kept)."""

@@ -41,11 +41,13 @@ def head_revision() -> str:
     return head
 
 
-def init_schema(sqlalchemy_url: str) -> list[str]:
-    """Upgrade the control schema to head; return one line per applied revision ([] if current).
+def init_schema(sqlalchemy_url: str, revision: str = "head") -> list[str]:
+    """Upgrade the control schema to ``revision`` (default head); one line per applied revision.
 
-    Runs in one transaction holding an advisory lock, so two processes starting at once (the CLI and
-    a code location) neither race nor half-apply a revision.
+    Returns [] if it was already there. A ``revision`` other than head is for tests that build
+    the older schema a database created by an earlier release has, to upgrade it. Runs in one
+    transaction holding an advisory lock, so two processes starting at once (the CLI and a code
+    location) neither race nor half-apply a revision.
     """
     engine = get_engine(sqlalchemy_url)
     script = ScriptDirectory.from_config(_config())
@@ -55,7 +57,7 @@ def init_schema(sqlalchemy_url: str) -> list[str]:
             {"a": _MIGRATION_LOCK[0], "b": _MIGRATION_LOCK[1]},
         )
         before = _current(conn)
-        command.upgrade(_config(conn), "head")
+        command.upgrade(_config(conn), revision)
         after = _current(conn)
     if before == after:
         return []
