@@ -2,7 +2,7 @@
 
 Source, target and control databases are real (the session's PostgreSQL); Dagster is a real
 ``DagsterInstance``. Launched runs are executed in process from the sensor's own ``RunRequest``
-(job, partition and tags exactly as the daemon would launch them).
+(job, asset selection and tags exactly as the daemon would launch them).
 """
 
 import threading
@@ -16,14 +16,15 @@ import psycopg
 import pytest
 
 from cdc_assets.control.repository import PipelineRepository
-from cdc_assets.defs.cdc import LAG_CHECK
-from cdc_assets.defs.full_load import TARGET_TABLES
+from cdc_assets.definitions import build_defs
+from cdc_assets.defs.checks import LAG_CHECK
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import run_failure_message
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Lsn, Mode, Phase, Writer
 from cdc_assets.engine.cdc import pending_bytes
 from cdc_assets.ops_cli import execute_pipeline
+from cdc_assets.settings import Settings
 from cdc_assets.target.watermark import get_watermark
 from cdc_assets_tests.e2e.pipelines import count, events, make_source, spec
 from cdc_assets_tests.support import wait_until
@@ -31,7 +32,11 @@ from cdc_assets_tests.support import wait_until
 pytestmark = pytest.mark.integration
 
 CDC_SENSOR = "launch_cdc_batches_sensor"
-LAG_KEY = dg.AssetCheckKey(TARGET_TABLES, LAG_CHECK)
+
+
+def lag_key(pipeline: str) -> dg.AssetCheckKey:
+    """The ``cdc_lag`` check of the pipeline's one table (default key prefix: its name)."""
+    return dg.AssetCheckKey(dg.AssetKey([pipeline, "orders"]), LAG_CHECK)
 
 
 def resources(repo: PipelineRepository) -> dict[str, Any]:
@@ -79,11 +84,11 @@ def schedule_evaluation(
 def launch(
     defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest
 ) -> dg.ExecuteInProcessResult:
-    """Run a request in this process with its own job, partition and tags."""
+    """Run a request in this process with its own job, asset selection and tags."""
     job = defs.resolve_job_def(request.job_name or "")
     result: dg.ExecuteInProcessResult = job.execute_in_process(
         instance=instance,
-        partition_key=request.partition_key,
+        asset_selection=request.asset_selection,
         tags=dict(request.tags),
         raise_on_error=False,
     )
@@ -171,8 +176,17 @@ def full_load_columns(repo: PipelineRepository, name: str) -> tuple[Any, ...]:
     )
 
 
-def lag_evaluation(instance: dg.DagsterInstance) -> Any:
-    record = instance.get_latest_asset_check_evaluation_record(LAG_KEY)
+def batch_metadata(instance: dg.DagsterInstance, run_id: str) -> list[Any]:
+    """The run-level metadata of a CDC batch: its op's output metadata."""
+    return [
+        entry.dagster_event.step_output_data.metadata
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_OUTPUT)
+        if entry.dagster_event is not None
+    ]
+
+
+def lag_evaluation(instance: dg.DagsterInstance, pipeline: str) -> Any:
+    record = instance.get_latest_asset_check_evaluation_record(lag_key(pipeline))
     assert record is not None and record.event is not None
     return record.event.dagster_event.event_specific_data
 
@@ -185,7 +199,7 @@ def test_first_batch_follows_full_load_and_records_progress(instance, repo, defs
     loaded_cols = full_load_columns(repo, "flow")
 
     [request] = sensor_tick(defs, instance, repo)
-    assert request.job_name == "cdc_sync_job" and request.partition_key == "flow"
+    assert request.job_name == "cdc_sync_job" and request.asset_selection is None
     assert request.tags["cdc/pipeline"] == "flow" and request.tags["cdc/phase"] == "cdc"
     # The first batch has a run key tied to the full-load run: repeated ticks launch it once.
     assert request.run_key == f"cdc_first:flow:{repo.get('flow').id}:{load_run}"
@@ -197,8 +211,20 @@ def test_first_batch_follows_full_load_and_records_progress(instance, repo, defs
     assert result.success
     run_id = result.dagster_run.run_id
     run = instance.get_run_by_id(run_id)
-    assert run.tags["dagster/partition"] == "flow" and run.tags["cdc/phase"] == "cdc"
+    assert run.tags["cdc/pipeline"] == "flow" and run.tags["cdc/phase"] == "cdc"
     assert count(dst) == 21
+    # The batch materializes the table it changed, with what it applied to it.
+    [changed] = [
+        e.asset_materialization
+        for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        if e.asset_materialization is not None
+    ]
+    assert changed.asset_key == dg.AssetKey(["flow", "orders"])
+    assert {k: changed.metadata[k].value for k in ("cdc/phase", "cdc/inserts", "cdc/deletes")} == {
+        "cdc/phase": "cdc",
+        "cdc/inserts": 1,
+        "cdc/deletes": 0,
+    }
     row = repo.get("flow")
     assert (row.cdc_status, row.cdc_authority, row.last_run_id, row.last_error) == (
         CdcStatus.ACTIVE,
@@ -217,8 +243,8 @@ def test_first_batch_follows_full_load_and_records_progress(instance, repo, defs
         if e.dagster_event and e.dagster_event.event_type_value.startswith("HOOK_")
     ]
     assert "HOOK_COMPLETED" in hooks and "HOOK_ERRORED" not in hooks
-    check = lag_evaluation(instance)
-    assert check.metadata["pipeline"].value == "flow"
+    check = lag_evaluation(instance, "flow")
+    assert check.metadata["cdc/pipeline"].value == "flow"
     assert check.metadata["cdc/lag_bytes"].value == row.cdc_lag_bytes
 
     # The success sensor confirms from the run record: authority moves, no new status event.
@@ -242,7 +268,7 @@ def test_first_batch_follows_full_load_and_records_progress(instance, repo, defs
     # Now ACTIVE: the next tick launches only for pending changes, without a run key.
     sql(src, "UPDATE public.orders SET note = 'changed' WHERE id = 1")
     [again] = sensor_tick(defs, instance, repo)
-    assert again.run_key is None and again.partition_key == "flow"
+    assert again.run_key is None and again.tags["cdc/pipeline"] == "flow"
     second = launch(defs, instance, again)
     assert second.success
     assert sql(dst, "SELECT note FROM public.orders WHERE id = 1") == ("changed",)
@@ -282,7 +308,6 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
         "loading": {"full_load": FullLoadStatus.IN_PROGRESS},
         "plain": {"full_load": done, "mode": Mode.FULL_LOAD},
         "busy": {"full_load": done, "cdc": active},
-        "busy_ui": {"full_load": done, "cdc": active},
         "stopped": {"full_load": done, "cdc": CdcStatus.STOPPED},
         "broken": {"full_load": done, "cdc": CdcStatus.FAILED},
     }
@@ -306,32 +331,30 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
                 (pipeline.slot_name,),
             )
     sql(src, "UPDATE public.orders SET note = note || '!' WHERE id = 1")  # pending everywhere
-    instance.add_dynamic_partitions("pipelines", list(rows))
     cdc_job = defs.resolve_job_def("cdc_sync_job")
     instance.create_run_for_job(
-        cdc_job,
-        tags={"cdc/pipeline": "busy", "dagster/partition": "busy"},
-        status=dg.DagsterRunStatus.STARTED,
-    )
-    # A UI launch carries only the partition tag until its run starts.
-    instance.create_run_for_job(
-        cdc_job, tags={"dagster/partition": "busy_ui"}, status=dg.DagsterRunStatus.NOT_STARTED
+        cdc_job, tags={"cdc/pipeline": "busy"}, status=dg.DagsterRunStatus.STARTED
     )
 
     requests = sensor_tick(defs, instance, repo)
 
     # "stopped" is enabled (again): CDC resumes (issue 11 item 5); "off" is disabled.
-    assert sorted(r.partition_key for r in requests) == ["fresh", "ready", "stopped"]
+    assert sorted(r.tags["cdc/pipeline"] for r in requests) == ["fresh", "ready", "stopped"]
     assert repo.get("off").cdc_status is CdcStatus.STOPPED  # disabled and idle: stopped
     for r in requests:
         assert r.job_name == "cdc_sync_job"
-        assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
+        assert r.asset_selection is None and r.tags["cdc/phase"] == "cdc"
     # FAILED CDC is not relaunched by the sensor (every 5 s); the schedule retries it.
     heartbeat = schedule_tick(defs, instance, repo)
-    assert sorted(r.partition_key for r in heartbeat) == ["broken", "fresh", "ready", "stopped"]
+    assert sorted(r.tags["cdc/pipeline"] for r in heartbeat) == [
+        "broken",
+        "fresh",
+        "ready",
+        "stopped",
+    ]
     assert len({r.run_key for r in heartbeat}) == 4
     for r in heartbeat:
-        assert r.tags["cdc/pipeline"] == r.partition_key and r.tags["cdc/phase"] == "cdc"
+        assert r.asset_selection is None and r.tags["cdc/phase"] == "cdc"
 
     # WAL of tables outside the publication is not a pending change: no batch for "ready",
     # although its slot has WAL to read (pending_bytes > 0).
@@ -344,7 +367,7 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
     sql(src, "CREATE TABLE public.wal_maker AS SELECT g FROM generate_series(1, 1000) g")
     assert pending_bytes(ready, source_url=src) > 0
     idle = sensor_tick(defs, instance, repo)
-    assert sorted(r.partition_key for r in idle) == ["fresh", "stopped"]
+    assert sorted(r.tags["cdc/pipeline"] for r in idle) == ["fresh", "stopped"]
 
 
 def test_no_schedule_requests_when_nothing_is_active(instance, repo, defs, new_db) -> None:
@@ -401,7 +424,7 @@ def test_slot_dropped_underneath_fails_clearly_from_op_and_sensor(
     # after one failure ...
     assert sensor_tick(defs, instance, repo) == []
     [retry] = schedule_tick(defs, instance, repo)
-    assert retry.partition_key == "gone"
+    assert retry.tags["cdc/pipeline"] == "gone"
     assert not launch(defs, instance, retry).success
     # ... and backs off after the second: no retry within a minute of it, and the tick says why.
     tick = schedule_evaluation(defs, instance, repo)
@@ -460,7 +483,7 @@ def test_canceled_cdc_run_is_failed_canceled(instance, repo, defs, new_db) -> No
     loaded_cols = full_load_columns(repo, "stopme")
     run = instance.create_run_for_job(
         defs.resolve_job_def("cdc_sync_job"),
-        tags={"cdc/pipeline": "stopme", "cdc/phase": "cdc", "dagster/partition": "stopme"},
+        tags={"cdc/pipeline": "stopme", "cdc/phase": "cdc"},
         status=dg.DagsterRunStatus.STARTED,
     )
     instance.report_run_canceled(run)
@@ -524,18 +547,18 @@ def test_batch_reports_lag_against_thresholds(instance, repo, defs, new_db, monk
     monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(10**12))
     with wal_traffic(src):
         assert execute_pipeline(instance, "laggy", Phase.CDC, defs=defs).success
-    warn = lag_evaluation(instance)
+    warn = lag_evaluation(instance, "laggy")
     lag = repo.get("laggy").cdc_lag_bytes
     assert lag is not None and lag > 0
     assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert warn.metadata["cdc/lag_bytes"].value == lag
-    assert warn.metadata["pipeline"].value == "laggy"
-    assert warn.partition == "laggy" and "WARN above 0" in warn.description
+    assert warn.metadata["cdc/pipeline"].value == "laggy"
+    assert warn.asset_key == dg.AssetKey(["laggy", "orders"]) and "WARN above 0" in warn.description
 
     monkeypatch.setenv("CDC_LAG_FAIL_BYTES", "0")
     with wal_traffic(src):
         assert execute_pipeline(instance, "laggy", Phase.CDC, defs=defs).success
-    error = lag_evaluation(instance)
+    error = lag_evaluation(instance, "laggy")
     assert (error.passed, error.severity) == (False, dg.AssetCheckSeverity.ERROR)
     # A lagging batch is still a successful batch: the check reports, the status stays ACTIVE.
     assert repo.get("laggy").cdc_status is CdcStatus.ACTIVE
@@ -543,19 +566,16 @@ def test_batch_reports_lag_against_thresholds(instance, repo, defs, new_db, monk
     monkeypatch.setenv("CDC_LAG_WARN_BYTES", str(10**12))
     monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(10**12))
     assert execute_pipeline(instance, "laggy", Phase.CDC, defs=defs).success
-    assert lag_evaluation(instance).passed
+    assert lag_evaluation(instance, "laggy").passed
 
 
-def lag_by_pipeline(instance: dg.DagsterInstance) -> dict[str, Any]:
-    """The latest stored ``cdc_lag`` evaluation of each partition (= pipeline)."""
+def lag_by_pipeline(instance: dg.DagsterInstance, names: tuple[str, ...]) -> dict[str, Any]:
+    """The latest stored ``cdc_lag`` evaluation of each pipeline's table."""
     latest: dict[str, Any] = {}
-    for record in instance.event_log_storage.get_asset_check_execution_history(
-        LAG_KEY, limit=100
-    ):  # newest first
-        if record.partition is not None and record.event is not None:
-            data = record.event.dagster_event.event_specific_data
-            if isinstance(data, dg.AssetCheckEvaluation):
-                latest.setdefault(record.partition, data)
+    for name in names:
+        record = instance.get_latest_asset_check_evaluation_record(lag_key(name))
+        if record is not None and record.event is not None:
+            latest[name] = record.event.dagster_event.event_specific_data
     return latest
 
 
@@ -580,29 +600,29 @@ def test_cdc_lag_is_one_result_per_pipeline(instance, repo, defs, new_db, monkey
         assert execute_pipeline(instance, "lag_a", Phase.CDC, defs=defs).success
     monkeypatch.setenv("CDC_LAG_WARN_BYTES", str(10**12))
     assert execute_pipeline(instance, "lag_b", Phase.CDC, defs=defs).success
-    results = lag_by_pipeline(instance)
+    results = lag_by_pipeline(instance, ("lag_a", "lag_b"))
     assert set(results) == {"lag_a", "lag_b"}
     a, b = results["lag_a"], results["lag_b"]
     assert (a.passed, a.severity, b.passed) == (False, dg.AssetCheckSeverity.WARN, True)
     assert a.metadata["cdc/lag_bytes"].value == repo.get("lag_a").cdc_lag_bytes > 0
-    assert set(a.metadata) == {"pipeline", "cdc/lag_bytes"}  # no constant threshold series
+    assert set(a.metadata) == {"cdc/pipeline", "cdc/lag_bytes"}  # no constant threshold series
     assert "WARN above 0" in a.description and "ERROR above" in a.description
 
-    # Executed by hand (the UI's "Execute check" on a partition): each partition measures its
+    # Executed by hand (the UI's "Execute check" on a table): each pipeline measures its
     # own slot now. lag_a's slot stays behind 4 MiB of WAL; lag_b's batch confirms past it.
     big_wal(src_a, 4)
     assert execute_pipeline(instance, "lag_b", Phase.CDC, defs=defs).success
     monkeypatch.setenv("CDC_LAG_WARN_BYTES", str(1 << 20))
     monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(2 << 20))
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(), asset_check_selection={LAG_KEY}
-    )
+    current = build_defs(Settings())  # as a reloaded code location: both pipelines' checks
     for name in ("lag_a", "lag_b"):
-        [evaluation] = job.execute_in_process(
-            instance=instance, partition_key=name
-        ).get_asset_check_evaluations()
-        assert (evaluation.partition, evaluation.metadata["pipeline"].value) == (name, name)
-    results = lag_by_pipeline(instance)
+        job = current.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection=set(), asset_check_selection={lag_key(name)}
+        )
+        [evaluation] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
+        assert evaluation.asset_key == lag_key(name).asset_key
+        assert evaluation.metadata["cdc/pipeline"].value == name
+    results = lag_by_pipeline(instance, ("lag_a", "lag_b"))
     a, b = results["lag_a"], results["lag_b"]
     assert (a.passed, a.severity) == (False, dg.AssetCheckSeverity.ERROR)
     assert a.metadata["cdc/lag_bytes"].value >= 4 << 20
@@ -621,25 +641,25 @@ def test_cdc_lag_keeps_evaluating_disabled_and_stopped_pipelines(
     big_wal(src, 2)
     monkeypatch.setenv("CDC_LAG_WARN_BYTES", str(1 << 20))
     monkeypatch.setenv("CDC_LAG_FAIL_BYTES", str(10**12))
-    before = lag_by_pipeline(instance)
-    sensor = defs.resolve_sensor_def("cdc_lag_idle_sensor")
-    with (
-        dg.partition_loading_context(dynamic_partitions_store=instance),
-        dg.build_sensor_context(
-            instance=instance, resources=resources(repo), definitions=defs
-        ) as ctx,
-    ):
+    names = ("idle_off", "idle_on")
+    before = lag_by_pipeline(instance, names)
+    current = build_defs(Settings())  # as a reloaded code location: both pipelines' checks
+    sensor = current.resolve_sensor_def("cdc_lag_idle_sensor")
+    with dg.build_sensor_context(
+        instance=instance, resources=resources(repo), definitions=current
+    ) as ctx:
         [request] = sensor.evaluate_tick(ctx).run_requests or []
-    assert (request.partition_key, request.asset_check_keys) == ("idle_off", [LAG_KEY])
-    # Run it as the daemon would: the hidden asset job, subset to the check, on the partition.
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(), asset_check_selection={LAG_KEY}
+    assert request.asset_check_keys == [lag_key("idle_off")]
+    assert request.tags["cdc/pipeline"] == "idle_off"
+    # Run it as the daemon would: the hidden asset job, subset to the check.
+    job = current.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection=set(request.asset_check_keys)
     )
-    run = job.execute_in_process(instance=instance, partition_key="idle_off", tags=request.tags)
+    run = job.execute_in_process(instance=instance, tags=request.tags)
     assert run.success
-    after = lag_by_pipeline(instance)
+    after = lag_by_pipeline(instance, names)
     off = after["idle_off"]
-    assert off is not before["idle_off"] and off.partition == "idle_off"
+    assert off != before["idle_off"] and off.asset_key == lag_key("idle_off").asset_key
     assert (off.passed, off.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert off.metadata["cdc/lag_bytes"].value >= 2 << 20
     # The enabled pipeline is left to its batches: the sensor did not evaluate it.
@@ -666,7 +686,7 @@ def test_reconciler_repairs_a_first_batch_older_than_the_rows_last_change(
     )
     run = instance.create_run_for_job(
         defs.resolve_job_def("cdc_sync_job"),
-        tags={"cdc/pipeline": "race", "cdc/phase": "cdc", "dagster/partition": "race"},
+        tags={"cdc/pipeline": "race", "cdc/phase": "cdc"},
         status=dg.DagsterRunStatus.STARTED,
     )
     instance.report_run_failed(run, "resource set-up failed")
@@ -721,11 +741,7 @@ def test_a_column_filled_per_row_is_a_run_warning(instance, repo, defs, new_db) 
         if e.level == logging.WARNING and "'token'" in e.user_message
     ]
     assert len(warnings) == 1 and "reset the pipeline" in warnings[0]
-    observed = [
-        entry.asset_observation.metadata
-        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
-        if entry.asset_observation
-    ]
+    observed = batch_metadata(instance, run_id)
     assert any("'token'" in str(m["cdc/warnings"].value) for m in observed if "cdc/warnings" in m)
     assert count(dst) == count(src)
 
@@ -745,13 +761,7 @@ def test_enum_labels_added_on_the_target_are_in_the_metadata(instance, repo, def
 
     assert result.success
     assert repo.get("labels").cdc_status is CdcStatus.ACTIVE
-    observed = [
-        entry.asset_observation.metadata
-        for entry in instance.all_logs(
-            result.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION
-        )
-        if entry.asset_observation
-    ]
+    observed = batch_metadata(instance, result.dagster_run.run_id)
     added = [m["cdc/enum_labels_added"].value for m in observed if "cdc/enum_labels_added" in m]
     assert added == ["public.mood: 'ok' BEFORE 'happy'"]
     assert count(dst) == count(src)
@@ -995,7 +1005,7 @@ def test_disabled_by_sql_is_stopped_by_the_sensor_once_idle(
     # Not while a run of the pipeline is going: that run ends first.
     busy = instance.create_run_for_job(
         defs.resolve_job_def("cdc_sync_job"),
-        tags={"cdc/pipeline": "sqloff", "dagster/partition": "sqloff"},
+        tags={"cdc/pipeline": "sqloff"},
         status=dg.DagsterRunStatus.STARTED,
     )
     assert sensor_tick(defs, instance, repo) == []
