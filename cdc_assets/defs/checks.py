@@ -24,7 +24,7 @@ from cdc_assets.defs.catalog import Catalog, PipelineAssets
 from cdc_assets.defs.full_load import ROW_COUNTS_CHECK
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import error_text
-from cdc_assets.defs.tags import TAG_CHECK_ONLY, TAG_PIPELINE
+from cdc_assets.defs.tags import TAG_CHECK_ONLY
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, TableRef
 from cdc_assets.settings import Settings
 from cdc_assets.status.rules import LagVerdict, has_slot, lag_verdict
@@ -217,7 +217,9 @@ def idle_lag_sensor(settings: Settings, catalog: Catalog) -> Any:
                     run_key=f"idle_lag:{r.name}:{tick}",
                     asset_selection=[],
                     asset_check_keys=lag_keys(by_name[r.name]),
-                    tags={TAG_CHECK_ONLY: "true", TAG_PIPELINE: r.name},
+                    # No cdc/pipeline tag: the reconciler's newest-runs-per-pipeline window
+                    # must hold the pipeline's loads and batches, not 144 check runs a day.
+                    tags={TAG_CHECK_ONLY: "true", "cdc/check_of": r.name},
                 )
                 for r in rows
                 if r.name not in busy
@@ -263,6 +265,7 @@ def _compare_one(
     expected: int | None,
     actual: int | None,
     against: str,
+    *,
     what: str = "copied",
 ) -> dg.AssetCheckResult:
     """``what`` names the expected count in metadata: ``copied`` (a load's) or ``source``."""

@@ -650,7 +650,7 @@ def test_cdc_lag_keeps_evaluating_disabled_and_stopped_pipelines(
     ) as ctx:
         [request] = sensor.evaluate_tick(ctx).run_requests or []
     assert request.asset_check_keys == [lag_key("idle_off")]
-    assert request.tags["cdc/pipeline"] == "idle_off"
+    assert "cdc/pipeline" not in request.tags and request.tags["cdc/check_of"] == "idle_off"
     # Run it as the daemon would: the hidden asset job, subset to the check.
     job = current.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection=set(), asset_check_selection=set(request.asset_check_keys)

@@ -12,11 +12,11 @@ import pytest
 
 from cdc_assets.definitions import build_defs
 from cdc_assets.defs.full_load import ROW_COUNTS_CHECK
-from cdc_assets.settings import Settings
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.tags import TAG_CHECK_ONLY, TAG_LOCK_CONFLICT, TAG_PIPELINE
 from cdc_assets.domain import FullLoadStatus, Mode, Phase, Writer
 from cdc_assets.ops_cli import execute_pipeline
+from cdc_assets.settings import Settings
 from cdc_assets.status.reconcile import RUN_RECORD_MISSING
 from cdc_assets_tests.e2e.pipelines import count, events, make_source, spec
 from cdc_assets_tests.support import wait_until

@@ -69,7 +69,7 @@ def test_lag_verdict_against_thresholds(lag: int, passed: bool, severity: object
         # "Execute check" in the UI: the run records a selection of checks only.
         (frozenset(), frozenset({LAG_KEY}), {}, None),
         # The idle-lag sensor's runs say so in a tag too (in-process runs record no selection).
-        (None, None, {TAG_CHECK_ONLY: "true", TAG_PIPELINE: "shop"}, None),
+        (None, None, {TAG_CHECK_ONLY: "true", "cdc/check_of": "shop"}, None),
         # Materialize in the UI: the run carries only its selection, mapped to its pipeline.
         (frozenset({ORDERS}), frozenset({LAG_KEY}), {}, "shop"),
         (frozenset({ORDERS, ITEMS}), None, {}, "shop"),

@@ -44,7 +44,7 @@ def _model(tables: list[str], target_schema: str = "public") -> SimpleNamespace:
     now = datetime.now(UTC)
     return SimpleNamespace(
         id=1, name="p", source_url="env:A", target_url="env:B", tables=tables,
-        target_schema=target_schema, mode="full_load", enabled=True, asset_key_prefix=None,
+        target_schema=target_schema, mode="full_load", enabled=True,
         full_load_status="NOT_STARTED", full_load_started_at=None, full_load_completed_at=None,
         full_load_rows=None, full_load_run_id=None, full_load_run_created_at=None,
         full_load_authority=None, cdc_status="NOT_STARTED", cdc_lsn=None, cdc_lag_bytes=None,
