@@ -3,9 +3,11 @@
 import dagster as dg
 import pytest
 
+from cdc_assets.definitions import build_defs
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.domain import FullLoadStatus, Phase, Writer
 from cdc_assets.ops_cli import execute_pipeline
+from cdc_assets.settings import Settings
 from cdc_assets_tests.e2e.pipelines import events, make_source, spec
 
 pytestmark = pytest.mark.integration
@@ -15,37 +17,33 @@ def evaluate(
     defs: dg.Definitions, name: str, instance: dg.DagsterInstance, repo
 ) -> dg.SensorResult:
     sensor = defs.resolve_sensor_def(name)
-    with (
-        dg.partition_loading_context(dynamic_partitions_store=instance),
-        dg.build_sensor_context(
-            instance=instance,
-            resources={"control": ControlDb(url=repo.url)},
-            definitions=defs,
-        ) as ctx,
-    ):
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={"control": ControlDb(url=repo.url)},
+        definitions=defs,
+    ) as ctx:
         # evaluate_tick checks what the daemon checks (e.g. that run requests have a target).
         data = sensor.evaluate_tick(ctx)
-    return dg.SensorResult(
-        run_requests=data.run_requests,
-        dynamic_partitions_requests=data.dynamic_partitions_requests,
-    )
+    return dg.SensorResult(run_requests=data.run_requests)
 
 
-def test_launch_sensor_adds_partitions_and_launches_enabled_new_rows(
+def test_launch_sensor_launches_enabled_new_rows_once_their_assets_are_loaded(
     instance, repo, defs, new_db
 ) -> None:
     src, dst = new_db("src"), new_db("dst")
     repo.add(spec("fresh", src, dst))
     repo.add(spec("off", src, dst, enabled=False))
 
+    # Definitions loaded before the rows existed: no assets to materialize yet, so no run.
+    assert evaluate(defs, "launch_full_loads_sensor", instance, repo).run_requests == []
+    defs = build_defs(Settings())  # the reloaded code location
     result = evaluate(defs, "launch_full_loads_sensor", instance, repo)
 
-    assert [r.partition_key for r in result.run_requests] == ["fresh"]
+    assert [r.tags["cdc/pipeline"] for r in result.run_requests] == ["fresh"]
     req = result.run_requests[0]
     assert req.job_name == "full_load_job"
+    assert req.asset_selection == [dg.AssetKey(["fresh", "orders"])]
     assert req.tags["cdc/pipeline"] == "fresh" and req.tags["cdc/phase"] == "full_load"
-    # Both rows get a partition (a disabled pipeline can still be launched from the UI).
-    assert sorted(instance.get_dynamic_partitions("pipelines")) == ["fresh", "off"]
 
     # A reset row gets a new run key (new attempt); an unchanged row keeps its key.
     again = evaluate(defs, "launch_full_loads_sensor", instance, repo)
