@@ -183,6 +183,19 @@ def _err(text: str) -> None:
     print(scrub(text), file=sys.stderr)
 
 
+def _request_reload() -> None:
+    """Best effort after a write that changes the assets: the code location reloads now.
+
+    Never fails the command: the row is written, and the definitions sync sensor reloads the
+    location within a tick anyway.
+    """
+    from cdc_assets.reload import request_reload
+
+    outcome = request_reload(timeout=10.0)
+    if not outcome.ok and not outcome.pending:
+        _err(f"note: {outcome.detail}; the definitions sync sensor will reload the assets")
+
+
 # -- commands -----------------------------------------------------------------------------------
 
 
@@ -252,6 +265,7 @@ def cmd_add(ctx: _Context, args: argparse.Namespace) -> int:
         f"tables {', '.join(t.display for t in row.tables)}"
     )
     _out(f"asset keys: {', '.join(target_asset_keys(row))}")
+    _request_reload()
     return EXIT_OK
 
 
@@ -442,6 +456,7 @@ def cmd_remove(ctx: _Context, args: argparse.Namespace) -> int:
         _cleanup_target(row)
         repo.remove(args.name)
     _out(f"removed pipeline {row.name} (target tables in schema {row.target_schema} kept)")
+    _request_reload()
     return EXIT_OK
 
 

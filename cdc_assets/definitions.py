@@ -36,6 +36,7 @@ def build_defs(settings: Settings | None = None, catalog: "object | None" = None
         reconcile_sensor,
         run_status_sensors,
     )
+    from cdc_assets.defs.sync import definitions_sync_sensor
     from cdc_assets.defs.tags import register_owners
 
     settings = settings or Settings.from_env()
@@ -57,6 +58,7 @@ def build_defs(settings: Settings | None = None, catalog: "object | None" = None
             launch_sensor(settings, catalog),
             cdc_sensor(settings),
             idle_lag_sensor(settings, catalog),
+            definitions_sync_sensor(settings, catalog),
         ],
         schedules=[full_load_refresh_schedule(catalog), cdc_sync_schedule],
         # Every job, also the hidden __ASSET_JOB behind the UI's Materialize, runs in the run

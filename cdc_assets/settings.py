@@ -5,6 +5,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 CONTROL_DB_URL_VAR = "CDC_CONTROL_DB_URL"
+WEBSERVER_URL_VAR = "CDC_DAGSTER_WEBSERVER_URL"
+#: Where ``dagster dev`` and ``dagster-webserver`` listen by default.
+DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
 
 
 class SettingError(ValueError):
@@ -34,6 +37,16 @@ def control_db_url(environ: Mapping[str, str] | None = None) -> str:
             "postgresql+psycopg://user@host:5432/cdc"
         )
     return url
+
+
+def dagster_webserver_url(environ: Mapping[str, str] | None = None) -> str:
+    """Base URL of the Dagster webserver (``CDC_DAGSTER_WEBSERVER_URL``), no trailing slash.
+
+    The definitions sync and the CLI ask it to reload the code location after the control table
+    changed; unset, it is ``dagster dev``'s default address.
+    """
+    env = os.environ if environ is None else environ
+    return (env.get(WEBSERVER_URL_VAR, "").strip() or DEFAULT_WEBSERVER_URL).rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)

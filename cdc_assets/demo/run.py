@@ -156,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
             DAGSTER_HOME=str(dagster_home),
             DAGSTER_PG_URL=pg.url("dagster"),
             CDC_CONTROL_DB_URL=control,
+            # dagster dev reloads by re-importing (it runs `dagster code-server start`); the
+            # definitions sync sensor asks this webserver, also on a CDC_DEMO_UI_PORT.
+            CDC_DAGSTER_WEBSERVER_URL=f"http://127.0.0.1:{args.ui_port}",
             DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT=env.get(
                 "DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT", "50"
             ),

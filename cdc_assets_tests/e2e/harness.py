@@ -1,9 +1,12 @@
-"""A real Dagster deployment for the e2e tests: dagster-webserver + dagster-daemon subprocesses.
+"""A real Dagster deployment for the e2e tests: a code server, dagster-webserver, dagster-daemon.
 
 One stack per session: a DAGSTER_HOME holding the repository's ``dagster.yaml``, Dagster storage in
 a fresh database of the test PostgreSQL (dagster-postgres), a control database with the schema.
-Each process gets its own session (process group) and log file; teardown kills the groups
-(SIGTERM, then SIGKILL after a deadline) and checks nothing is left.
+The code location runs as in production (README): ``dagster code-server start``, the one kind of
+server whose reload re-imports the definitions (so the definitions sync sensor can show a new
+row's tables), and a ``workspace.yaml`` in DAGSTER_HOME with a ``grpc_server`` entry that the
+webserver and the daemon share. Each process gets its own session (process group) and log file;
+teardown kills the groups (SIGTERM, then SIGKILL after a deadline) and checks nothing is left.
 """
 
 import json
@@ -52,15 +55,21 @@ class Proc:
 
 @dataclass
 class DagsterStack:
-    """Webserver, daemon and the environment they share."""
+    """Code server, webserver, daemon and the environment they share."""
 
     home: Path
     env: dict[str, str]
     port: int
     control_url: str
     dagster_pg_url: str
+    code_port: int = 0
     procs: dict[str, Proc] = field(default_factory=dict)
     _all_pids: set[int] = field(default_factory=set)
+
+    @property
+    def workspace(self) -> Path:
+        """The workspace file the webserver and the daemon load: the code server's address."""
+        return self.home / "workspace.yaml"
 
     # -- processes ------------------------------------------------------------------------
 
@@ -81,22 +90,49 @@ class DagsterStack:
         self.procs[name] = proc
         return proc
 
+    def start_code_server(self, timeout: float = 120) -> None:
+        """``dagster code-server start`` on ``code_port``; returns once it serves the location."""
+        self.workspace.write_text(
+            "load_from:\n"
+            "  - grpc_server:\n"
+            "      host: 127.0.0.1\n"
+            f"      port: {self.code_port}\n"
+            f"      location_name: {LOCATION}\n"
+        )
+        proc = self._start(
+            "code_server",
+            [
+                *(str(BIN / "dagster"), "code-server", "start"),
+                *("-m", "cdc_assets.definitions", "-a", "defs", "-d", str(REPO_ROOT)),
+                *("--location-name", LOCATION, "-h", "127.0.0.1", "-p", str(self.code_port)),
+            ],
+        )
+        from dagster._grpc.client import DagsterGrpcClient
+
+        client = DagsterGrpcClient(port=self.code_port, host="127.0.0.1")
+
+        def serving() -> bool:
+            if proc.popen.poll() is not None:
+                raise AssertionError(f"code server exited early\n{proc.tail()}")
+            try:
+                # The proxy answers at once; the location is loaded once it lists repositories.
+                return bool(client.list_repositories())
+            except Exception:
+                return False
+
+        wait_until(serving, timeout=timeout, describe="the code server to serve", interval=0.5)
+
     def start_webserver(self) -> None:
         self._start(
             "webserver",
             [
-                str(BIN / "dagster-webserver"),
-                "-w",
-                "workspace.yaml",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
+                *(str(BIN / "dagster-webserver"), "-w", str(self.workspace)),
+                *("-h", "127.0.0.1", "-p", str(self.port)),
             ],
         )
 
     def start_daemon(self) -> None:
-        self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+        self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
 
     def group_pids(self, name: str) -> set[int]:
         """Live processes of one started group (the process and everything in its session)."""
@@ -111,9 +147,15 @@ class DagsterStack:
         return pids
 
     def code_servers(self, name: str) -> set[int]:
-        """The ``dagster api grpc`` code servers the webserver or daemon started."""
+        """The ``dagster api grpc`` servers that serve ``name`` (the parents of run workers).
+
+        Webserver and daemon no longer start their own: both use the ``code_server`` group,
+        whose proxy (``dagster code-server start``) runs the definitions in a ``dagster api
+        grpc`` child and replaces that child on each reload.
+        """
+        group = "code_server" if name in ("webserver", "daemon") else name
         found = set()
-        for pid in self.group_pids(name):
+        for pid in self.group_pids(group):
             try:
                 cmd = psutil.Process(pid).cmdline()
             except psutil.NoSuchProcess:
@@ -141,7 +183,7 @@ class DagsterStack:
         wait_until(lambda: not _group_alive(pgid), timeout=10, describe=f"{name} group to exit")
 
     def stop_daemon_only(self, *, timeout: float = 30) -> None:
-        """SIGTERM the daemon process alone (its code server and run workers keep running)."""
+        """SIGTERM the daemon process alone (the code server and the run workers keep running)."""
         proc = self.procs["daemon"]
         self._all_pids |= {proc.popen.pid}
         proc.popen.send_signal(signal.SIGTERM)
@@ -177,7 +219,8 @@ class DagsterStack:
         def server_up() -> bool:
             # The live webserver and daemon; a daemon retired by stop_daemon_only() is kept in
             # procs (for teardown) under another name and has exited on purpose.
-            for proc in (self.procs[n] for n in ("webserver", "daemon") if n in self.procs):
+            live = ("code_server", "webserver", "daemon")
+            for proc in (self.procs[n] for n in live if n in self.procs):
                 if proc.popen.poll() is not None:
                     raise AssertionError(f"{proc.name} exited early\n{self.logs()}")
             try:
@@ -247,7 +290,8 @@ class DagsterStack:
 
     def close(self) -> None:
         leaders = [p.popen.pid for p in self.procs.values()]
-        for name in list(self.procs):
+        # Newest first: webserver and daemon before the code server they use.
+        for name in reversed(list(self.procs)):
             self.stop(name)
         left = [pid for pid in leaders if _group_alive(pid)]
         assert not left, f"process groups still alive after teardown: {left}"
@@ -274,7 +318,7 @@ def _group_alive(pgid: int) -> bool:
 def start_stack(
     admin_url: str, *, extra_env: dict[str, str] | None = None
 ) -> Iterator[DagsterStack]:
-    """Create home and databases, start webserver and daemon, yield when ready, tear down."""
+    """Create home and databases, start code server, webserver, daemon; yield when ready."""
     home = Path(tempfile.mkdtemp(prefix="cdc_assets_dagster_"))
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     dagster_db = create_database(admin_url, "dagster")
@@ -283,6 +327,7 @@ def start_stack(
 
     control_url = sqlalchemy_url(control_db)
     init_schema(control_url)
+    port = free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -292,10 +337,16 @@ def start_stack(
         "CDC_IDLE_LAG_INTERVAL_S": "60",
         "DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT": "50",
         "PYTHONUNBUFFERED": "1",
+        # The definitions sync sensor asks this webserver to reload the location.
+        "CDC_DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{port}",
         **(extra_env or {}),
     }
-    stack = DagsterStack(home, env, free_port(), control_url, dagster_db)
+    code_port = wait_until(
+        lambda: (p := free_port()) != port and p, timeout=5, describe="a second free port"
+    )
+    stack = DagsterStack(home, env, port, control_url, dagster_db, code_port=code_port)
     try:
+        stack.start_code_server()
         stack.start_webserver()
         stack.start_daemon()
         stack.wait_ready()
