@@ -1,13 +1,12 @@
 """The code location: ``defs = build_defs()``, loaded by ``workspace.yaml``.
 
 ``build_defs`` reads the pipelines of ``public.pipelines`` once (``defs/catalog.py``: from the
-control database in a code server, from the run's reconstruction metadata in a run worker, from
-the last good catalog if the database cannot be read) and builds one asset per target table:
-per pipeline a full-load multi-asset with its source tables upstream, and a ``cdc_lag``
-multi-check for CDC pipelines. A row added, edited or removed later reaches the UI when the
-location reloads, which the ``definitions_sync_sensor`` requests. It also reads the ``CDC_*``
-intervals from the environment because Dagster fixes a sensor's interval when the definitions
-load.
+control database in a code server, from the run's reconstruction metadata in a run worker, from the
+last good catalog if the database cannot be read) and builds one asset per target table: per
+pipeline a full-load multi-asset with its source tables upstream and every table's checks. A row
+added, edited or removed later reaches the UI when the location reloads, which the
+``definitions_sync_sensor`` requests. It also reads the ``CDC_*`` intervals from the environment
+because Dagster fixes a sensor's interval when the definitions load.
 """
 
 import os
@@ -25,7 +24,7 @@ OWNERS_BETA_WARNING = (
 def build_defs(settings: Settings | None = None, catalog: "object | None" = None) -> dg.Definitions:
     """Assemble assets, checks, jobs, sensors, schedules and resources for the code location."""
     from cdc_assets.defs.catalog import Catalog, load_catalog
-    from cdc_assets.defs.checks import all_checks, idle_lag_sensor
+    from cdc_assets.defs.checks import idle_lag_sensor
     from cdc_assets.defs.full_load import full_load_asset, source_specs
     from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
     from cdc_assets.defs.resources import ControlDb, PostgresConnections
@@ -50,7 +49,6 @@ def build_defs(settings: Settings | None = None, catalog: "object | None" = None
         assets.append(full_load_asset(p))
     defs = dg.Definitions(
         assets=assets,
-        asset_checks=list(all_checks(catalog, settings)),
         jobs=[full_load_job(catalog), cdc_sync_job],
         sensors=[
             *run_status_sensors(settings),

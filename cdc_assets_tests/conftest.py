@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from cdc_assets_tests.e2e.harness import DagsterStack
 
 
+# The CLI asks a webserver to reload the code location after it writes a row. Tests that run
+# the CLI in-process must never reach another program's webserver on the default port 3000:
+# the stack fixture points the variable at its own webserver; otherwise a port nothing serves.
+os.environ.setdefault("CDC_DAGSTER_WEBSERVER_URL", "http://127.0.0.1:9")
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     """Superuser URL of the test server (``postgres`` database)."""
@@ -118,12 +124,13 @@ def dagster_instance(stack: "DagsterStack") -> Iterator["dg.DagsterInstance"]:
     """The stack's instance, opened in the test process (same DAGSTER_HOME and storage)."""
     import dagster as dg
 
-    keys = ("DAGSTER_HOME", "DAGSTER_PG_URL", "CDC_CONTROL_DB_URL")
+    keys = ("DAGSTER_HOME", "DAGSTER_PG_URL", "CDC_CONTROL_DB_URL", "CDC_DAGSTER_WEBSERVER_URL")
     saved = {k: os.environ.get(k) for k in keys}
     os.environ.update(
         DAGSTER_HOME=str(stack.home),
         DAGSTER_PG_URL=stack.dagster_pg_url,
         CDC_CONTROL_DB_URL=stack.control_url,
+        CDC_DAGSTER_WEBSERVER_URL=f"http://127.0.0.1:{stack.port}",
     )
     try:
         with dg.DagsterInstance.from_config(str(stack.home)) as instance:

@@ -72,7 +72,8 @@ def cdc_sync(
     context: dg.OpExecutionContext, control: ControlDb, connections: PostgresConnections
 ) -> dg.Output[int]:  # type: ignore[type-arg]
     """Lock, apply a batch, record progress and ACTIVE; FAILED with the reason on error."""
-    from cdc_assets.defs.checks import LAG_CHECK, lag_results_for
+    from cdc_assets.defs.check_specs import LAG_CHECK
+    from cdc_assets.defs.checks import lag_results_for
     from cdc_assets.engine.cdc import run_cdc_batch
 
     repo = control.repository()

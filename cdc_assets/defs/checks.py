@@ -1,27 +1,27 @@
 """The checks of every table asset: ``row_counts_match`` and ``cdc_lag``, one result per table.
 
 ``row_counts_match`` is declared on the pipeline's full-load multi-asset (``defs/full_load.py``)
-and evaluated in every full-load run right after the load; executed on its own it counts now
-(see ``ROW_COUNTS_DESCRIPTION`` there for what it compares).
+and evaluated in every full-load run right after the load; executed on its own it counts now (see
+``ROW_COUNTS_DESCRIPTION`` there for what it compares).
 
-``cdc_lag`` exists for tables of CDC pipelines: one multi-asset check per pipeline with a spec per
-table. The lag is the pipeline's (one replication slot for all its tables), so every table of a
-pipeline gets the same verdict, each under its own asset. Three evaluators, one meaning (source
-WAL after the slot's confirmed position): each CDC batch logs its pipeline's evaluations; running
-the check by hand measures the slot now; ``cdc_lag_idle_sensor`` measures the slots of CDC
-pipelines that get no batches (disabled or STOPPED): their slot still holds WAL, which is exactly
-what the check exists to show.
+``cdc_lag`` exists for tables of CDC pipelines, declared on the same multi-asset. The lag is the
+pipeline's (one replication slot for all its tables), so every table of a pipeline gets the same
+verdict, each under its own asset. Three evaluators, one meaning (source WAL after the slot's
+confirmed position): each CDC batch logs its pipeline's evaluations; running the check by hand
+measures the slot now; ``cdc_lag_idle_sensor`` measures the slots of CDC pipelines that get no
+batches (disabled or STOPPED): their slot still holds WAL, which is exactly what the check exists
+to show.
 """
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from cdc_assets.defs.active import active_pipelines
 from cdc_assets.defs.catalog import Catalog, PipelineAssets
-from cdc_assets.defs.full_load import ROW_COUNTS_CHECK
+from cdc_assets.defs.check_specs import LAG_CHECK, ROW_COUNTS_CHECK, lag_keys
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import error_text
 from cdc_assets.defs.tags import TAG_CHECK_ONLY
@@ -33,30 +33,9 @@ if TYPE_CHECKING:
     from cdc_assets.control.repository import PipelineRow
     from cdc_assets.engine.full_load import FullLoadResult
 
-LAG_CHECK = "cdc_lag"
-
 
 def _key(parts: Sequence[str]) -> dg.AssetKey:
     return dg.AssetKey(list(parts))
-
-
-def lag_keys(p: PipelineAssets) -> list[dg.AssetCheckKey]:
-    """The ``cdc_lag`` check of every table of ``p``."""
-    return [dg.AssetCheckKey(_key(k), LAG_CHECK) for k in p.target_keys()]
-
-
-def lag_check_description(settings: Settings) -> str:
-    """The check's description: what it measures and the thresholds (never plotted metadata)."""
-    return (
-        "CDC lag of the table's pipeline: bytes of source WAL written after its replication "
-        "slot's confirmed position (what the slot still holds on the source; one slot serves "
-        "every table of the pipeline). Passes up to "
-        f"CDC_LAG_WARN_BYTES ({settings.lag_warn_bytes}); WARN above it, ERROR above "
-        f"CDC_LAG_FAIL_BYTES ({settings.lag_fail_bytes}). Reported by each CDC batch, every "
-        f"{settings.idle_lag_interval_s} s (CDC_IDLE_LAG_INTERVAL_S) for disabled or STOPPED "
-        "pipelines, and measured now when executed by hand. A pipeline whose first full load "
-        "has not completed has no slot and passes."
-    )
 
 
 def lag_result_description(pipeline: str, lag_bytes: int, settings: Settings) -> str:
@@ -152,32 +131,20 @@ def _as_result(e: dg.AssetCheckEvaluation) -> dg.AssetCheckResult:
     )
 
 
-def lag_check(p: PipelineAssets, settings: Settings) -> dg.AssetChecksDefinition:
-    """``cdc_lag`` of every table of the CDC pipeline ``p``, one op for all of them."""
-
-    @dg.multi_asset_check(
-        name=f"cdc_lag__{p.name}",
-        specs=[
-            dg.AssetCheckSpec(
-                name=LAG_CHECK, asset=key.asset_key, description=lag_check_description(settings)
-            )
-            for key in lag_keys(p)
-        ],
-        can_subset=True,
-        description=f"Replication lag of pipeline {p.name!r}, reported on each of its tables.",
-    )
-    def _lag(
-        context: dg.AssetCheckExecutionContext,
-        control: ControlDb,
-        connections: PostgresConnections,
-    ) -> Iterator[dg.AssetCheckResult]:
-        row = control.repository().get(p.name)
-        selected = set(context.selected_asset_check_keys)
-        for e in evaluate_lag(p, row, connections, Settings.from_env()):
-            if dg.AssetCheckKey(e.asset_key, LAG_CHECK) in selected:
-                yield _as_result(e)
-
-    return _lag
+def lag_now(
+    p: PipelineAssets,
+    control: ControlDb,
+    connections: PostgresConnections,
+    checks: set[dg.AssetCheckKey],
+) -> Iterator[dg.AssetCheckResult]:
+    """``cdc_lag`` of the selected tables, measured now (by hand, or the idle-lag sensor)."""
+    selected = {k for k in checks if k.name == LAG_CHECK}
+    if not selected:
+        return
+    row = control.repository().get(p.name)
+    for e in evaluate_lag(p, row, connections, Settings.from_env()):
+        if dg.AssetCheckKey(e.asset_key, LAG_CHECK) in selected:
+            yield _as_result(e)
 
 
 def idle_lag_rows(rows: "list[PipelineRow]") -> "list[PipelineRow]":
@@ -398,8 +365,3 @@ def _row_counts_now(
             "the source (one snapshot)",
             what="source",
         )
-
-
-def all_checks(catalog: Catalog, settings: Settings) -> Iterable[dg.AssetChecksDefinition]:
-    """One ``cdc_lag`` multi-check per CDC pipeline of the catalog."""
-    return [lag_check(p, settings) for p in catalog.pipelines if p.wants_cdc]

@@ -1,5 +1,8 @@
 """A pipeline's full load as one multi-asset: one asset per target table, sources upstream.
 
+The multi-asset also carries every table's checks (``defs/check_specs.py``), so one pipeline is
+one op in the code location.
+
 Built per pipeline from the :class:`~cdc_assets.defs.catalog.PipelineAssets` the code location
 loaded. Each target table is an ``AssetSpec`` keyed by ``asset_keys.table_key`` whose ``deps``
 is its source table, declared as an external ``AssetSpec`` (no materialization function: the
@@ -21,6 +24,7 @@ import dagster as dg
 
 from cdc_assets.defs.bracket import status_bracket
 from cdc_assets.defs.catalog import PipelineAssets
+from cdc_assets.defs.check_specs import LAG_CHECK, check_specs
 from cdc_assets.defs.hooks import record_failure_hook, record_success_hook
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.domain import Phase, TableRef
@@ -31,17 +35,6 @@ if TYPE_CHECKING:
     from cdc_assets.source.columns import Column
 
 KIND = "postgres"
-ROW_COUNTS_CHECK = "row_counts_match"
-ROW_COUNTS_DESCRIPTION = (
-    "The target table holds exactly the rows its full load copied. In the load's run: the rows "
-    "the source's COPY command tags reported against what the swapped-in table holds (the "
-    "target's COPY tags). Executed again later: a full_load pipeline's table against the rows "
-    "its last full load copied (only a load writes it); a full_load_and_cdc pipeline's table "
-    "against the source counted in one snapshot, compared only while CDC has applied every "
-    "change (no pending change before and after counting, pipeline lock held), otherwise "
-    "reported as not compared. Fails (ERROR) only on a real difference; a count that cannot be "
-    "taken is a WARN."
-)
 
 
 def op_name(pipeline: str) -> str:
@@ -82,16 +75,6 @@ def target_specs(p: PipelineAssets) -> list[dg.AssetSpec]:
             },
         )
         for t, key, src in zip(p.tables, p.target_keys(), p.source_keys(), strict=True)
-    ]
-
-
-def row_count_specs(p: PipelineAssets) -> list[dg.AssetCheckSpec]:
-    """``row_counts_match`` on every target table, evaluated by the load itself."""
-    return [
-        dg.AssetCheckSpec(
-            name=ROW_COUNTS_CHECK, asset=dg.AssetKey(list(key)), description=ROW_COUNTS_DESCRIPTION
-        )
-        for key in p.target_keys()
     ]
 
 
@@ -192,7 +175,7 @@ def full_load_asset(p: PipelineAssets) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=op_name(p.name),
         specs=target_specs(p),
-        check_specs=row_count_specs(p),
+        check_specs=check_specs(p),
         can_subset=True,
         hooks={record_success_hook, record_failure_hook},
         op_tags={"cdc/pipeline": p.name},
@@ -201,14 +184,16 @@ def full_load_asset(p: PipelineAssets) -> dg.AssetsDefinition:
     def _full_load(
         context: dg.AssetExecutionContext, control: ControlDb, connections: PostgresConnections
     ) -> Iterator[Any]:
-        from cdc_assets.defs.checks import row_count_results, row_counts_now
+        from cdc_assets.defs.checks import lag_now, row_count_results, row_counts_now
 
         keys = {dg.AssetKey(list(k)): t for k, t in zip(p.target_keys(), p.tables, strict=True)}
         selected = set(context.selected_asset_keys)
         checks = set(context.selected_asset_check_keys)
         if not selected:
-            # Only checks were selected ("Execute check"): count now, leave the row alone.
+            # Only checks were selected ("Execute check", the idle-lag sensor): evaluate them
+            # now, leave the row alone.
             yield from row_counts_now(context, p, control, connections, checks)
+            yield from lag_now(p, control, connections, checks)
             return
         if selected != set(keys):
             context.log.info(
@@ -228,5 +213,7 @@ def full_load_asset(p: PipelineAssets) -> dg.AssetsDefinition:
             else:
                 context.log_event(dg.AssetMaterialization(asset_key=key, metadata=meta))
         yield from row_count_results(p, result, checks)
+        if any(k.name == LAG_CHECK for k in checks):  # a UI Materialize selects them too
+            yield from lag_now(p, control, connections, checks)
 
     return _full_load

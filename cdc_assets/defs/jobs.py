@@ -14,16 +14,15 @@ import dagster as dg
 
 from cdc_assets.defs.catalog import Catalog
 from cdc_assets.defs.cdc import cdc_sync_hooked
-from cdc_assets.defs.checks import lag_keys
-from cdc_assets.defs.full_load import target_specs
+from cdc_assets.defs.check_specs import lag_keys
 from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, TAG_PHASE
 from cdc_assets.domain import Phase
 
 
 def full_load_job(catalog: Catalog) -> Any:
     """The shared full-load job over the catalog's table assets (their row-count checks too)."""
-    keys = [spec.key for p in catalog.pipelines for spec in target_specs(p)]
-    lag = [k for p in catalog.pipelines if p.wants_cdc for k in lag_keys(p)]
+    keys = [dg.AssetKey(list(k)) for p in catalog.pipelines for k in p.target_keys()]
+    lag = [k for p in catalog.pipelines for k in lag_keys(p)]
     return dg.define_asset_job(
         name=FULL_LOAD_JOB_NAME,
         selection=dg.AssetSelection.assets(*keys) - dg.AssetSelection.checks(*lag),

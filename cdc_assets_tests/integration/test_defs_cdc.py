@@ -17,7 +17,7 @@ import pytest
 
 from cdc_assets.control.repository import PipelineRepository
 from cdc_assets.definitions import build_defs
-from cdc_assets.defs.checks import LAG_CHECK
+from cdc_assets.defs.check_specs import LAG_CHECK
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import run_failure_message

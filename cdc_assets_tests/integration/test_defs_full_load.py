@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from cdc_assets.definitions import build_defs
-from cdc_assets.defs.full_load import ROW_COUNTS_CHECK
+from cdc_assets.defs.check_specs import ROW_COUNTS_CHECK
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.tags import TAG_CHECK_ONLY, TAG_LOCK_CONFLICT, TAG_PIPELINE
 from cdc_assets.domain import FullLoadStatus, Mode, Phase, Writer

@@ -6,7 +6,8 @@ import dagster as dg
 import pytest
 
 from cdc_assets.defs.catalog import PipelineAssets
-from cdc_assets.defs.checks import LAG_CHECK, lag_results_for
+from cdc_assets.defs.check_specs import LAG_CHECK
+from cdc_assets.defs.checks import lag_results_for
 from cdc_assets.defs.tags import TAG_CHECK_ONLY, TAG_PIPELINE, pipeline_of_run, register_owners
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase, TableRef, Writer
 from cdc_assets.settings import SettingError, Settings
