@@ -84,6 +84,32 @@ def _graphql(port: int, query: str) -> object:
         return json.loads(response.read())["data"]
 
 
+DEMO_ASSETS = """
+{ assetNodes(group: {groupName: "demo_shop", repositoryName: "__repository__",
+                     repositoryLocationName: "cdc_assets"}) {
+    assetKey { path } dependencyKeys { path } assetMaterializations(limit: 1) { runId } } }
+"""
+
+
+def _check_table_assets(port: int) -> None:
+    """The UI shows one asset per demo table, its source upstream, each materialized by the load."""
+    from cdc_assets.demo.data import TABLES
+
+    data = _graphql(port, DEMO_ASSETS)
+    assert isinstance(data, dict), data
+    nodes = {tuple(n["assetKey"]["path"]): n for n in data["assetNodes"]}
+    names = [t.split(".") for t in TABLES]
+    targets = {("demo_shop", table) for _, table in names}
+    sources = {("demo_shop", "source", schema, table) for schema, table in names}
+    assert set(nodes) == targets | sources, sorted(nodes)
+    for schema, table in names:
+        node = nodes[("demo_shop", table)]
+        assert [d["path"] for d in node["dependencyKeys"]] == [
+            ["demo_shop", "source", schema, table]
+        ], node
+        assert node["assetMaterializations"], f"demo_shop/{table} was never materialized"
+
+
 def _check_quiet_start(output: str, dagster_log: Path) -> None:
     """No noise a newcomer would wonder about (issue 11 #9)."""
     text = dagster_log.read_text()
@@ -138,6 +164,7 @@ def test_demo_completes_full_load_and_cdc_then_ctrl_c_leaves_nothing(tmp_path: P
         )
         assert _marked(marker), "the demo's processes should carry the marker while it runs"
         _check_printed_psql_commands(log.read_text(), pg_port)
+        _check_table_assets(ui_port)
         assert _graphql(ui_port, "{ shouldShowNux }") == {"shouldShowNux": False}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 0, log.read_text()[-2000:]

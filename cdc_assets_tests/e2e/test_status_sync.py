@@ -23,9 +23,17 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from cdc_assets.control.repository import PipelineRepository
+from cdc_assets.defs.tags import ASSET_JOB_NAME, FULL_LOAD_JOB_NAME, TAG_PIPELINE
 from cdc_assets.domain import FullLoadStatus, Mode, Phase, Writer
 from cdc_assets_tests.e2e.harness import LOCATION, TERMINAL, DagsterStack
-from cdc_assets_tests.e2e.pipelines import count, events, make_source, spec
+from cdc_assets_tests.e2e.pipelines import (
+    count,
+    events,
+    make_source,
+    spec,
+    target_keys,
+    wait_assets,
+)
 from cdc_assets_tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -48,35 +56,49 @@ def unique(prefix: str) -> str:
 
 
 def add_pipeline(
+    stack: DagsterStack,
     repo: PipelineRepository,
-    instance: dg.DagsterInstance,
     prefix: str,
     source: str,
     target: str,
+    *,
+    tables: tuple[str, ...] = ("public.orders",),
     **kw: Any,
 ) -> str:
-    """A disabled pipeline (no sensor launch) with its partition, ready for a UI launch."""
+    """A disabled pipeline (no sensor launch) whose table assets the UI shows, ready to launch."""
     name = unique(prefix)
-    repo.add(spec(name, source, target, enabled=False, **kw))
-    instance.add_dynamic_partitions("pipelines", [name])
+    repo.add(spec(name, source, target, enabled=False, tables=tables, **kw))
+    wait_assets(stack, name, tables)
     return name
 
 
-def launch(client: DagsterGraphQLClient, name: str, *, asset: bool = False) -> str:
-    """Launch as the UI does: the job's launchpad with a partition, or the asset's Materialize."""
+def launch(
+    client: DagsterGraphQLClient,
+    name: str,
+    *,
+    tables: tuple[str, ...] = ("public.orders",),
+    asset: bool = False,
+) -> str:
+    """Launch as the UI does: the asset's Materialize, or the job's launchpad.
+
+    Materialize runs the implicit ``__ASSET_JOB`` with only the pipeline's table assets selected
+    (no tags: the run-start sensor adds ``cdc/pipeline``); the launchpad runs ``full_load_job``
+    with the same selection and the ``cdc/pipeline`` tag.
+    """
+    keys = target_keys(name, tables)
     if asset:
         return client.submit_job_execution(
-            "__ASSET_JOB",
+            ASSET_JOB_NAME,
             repository_location_name=LOCATION,
             repository_name="__repository__",
-            tags={"dagster/partition": name},
-            asset_selection=[["target_tables"]],
+            asset_selection=keys,
         )
     return client.submit_job_execution(
-        "full_load_job",
+        FULL_LOAD_JOB_NAME,
         repository_location_name=LOCATION,
         repository_name="__repository__",
-        tags={"dagster/partition": name},
+        tags={TAG_PIPELINE: name},
+        asset_selection=keys,
     )
 
 
@@ -215,7 +237,7 @@ def now() -> datetime:
 def test_ui_launch_success(stack, dagster_instance, control, client, new_db, asset) -> None:
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=200)
-    name = add_pipeline(control, dagster_instance, "ui", src, dst)
+    name = add_pipeline(stack, control, "ui", src, dst)
     before = now()
 
     run_id = launch(client, name, asset=asset)
@@ -241,6 +263,11 @@ def test_ui_launch_success(stack, dagster_instance, control, client, new_db, ass
         if e.dagster_event and e.dagster_event.event_type_value.startswith("HOOK_")
     ]
     assert "HOOK_COMPLETED" in hook_events  # the asset's own hooks ride on __ASSET_JOB too
+    # The run materialized the pipeline's table asset with the rows it copied.
+    (key,) = target_keys(name)
+    mat = dagster_instance.get_latest_materialization_event(dg.AssetKey(key))
+    assert mat is not None and mat.run_id == run_id
+    assert mat.asset_materialization.metadata["dagster/row_count"].value == 200
 
 
 # -- 2. sensor launch from a plain SQL insert ---------------------------------------------------
@@ -262,7 +289,9 @@ def test_sensor_launch_from_plain_insert(stack, dagster_instance, control, new_d
         records = dagster_instance.get_run_records(dg.RunsFilter(tags={"cdc/pipeline": name}))
         return records[0].dagster_run.run_id if records else None
 
-    run_id = wait_until(launched, timeout=60, describe=f"a sensor-launched run for {name}")
+    # The daemon's code location must load the new row's assets first: with the python_module
+    # workspace it re-imports about every 60 s (sooner once the definitions sync sensor runs).
+    run_id = wait_until(launched, timeout=150, describe=f"a sensor-launched run for {name}")
     assert wait_run(dagster_instance, run_id, TERMINAL) == "SUCCESS"
     assert_synced(stack, dagster_instance, control, name, run_id, "2 sensor launch", before=before)
     assert count(dst) == 50
@@ -277,15 +306,15 @@ def test_op_failure_names_the_table(stack, dagster_instance, control, client, ne
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=5)
     name = add_pipeline(
+        stack,
         control,
-        dagster_instance,
         "opfail",
         src,
         dst,
         tables=("public.orders", "public.no_such_table"),
     )
     before = now()
-    run_id = launch(client, name)
+    run_id = launch(client, name, tables=("public.orders", "public.no_such_table"))
     assert wait_run(dagster_instance, run_id, TERMINAL) == "FAILURE"
     out = assert_synced(
         stack, dagster_instance, control, name, run_id, "3 op failure", before=before
@@ -302,7 +331,7 @@ def test_resource_failure_before_the_op(stack, dagster_instance, control, client
 
     dst = new_db("dst")
     dead = f"postgresql://postgres:secret_pw@127.0.0.1:{free_port()}/nowhere"
-    name = add_pipeline(control, dagster_instance, "resfail", dead, dst)
+    name = add_pipeline(stack, control, "resfail", dead, dst)
     before = now()
     run_id = launch(client, name)
     assert wait_run(dagster_instance, run_id, TERMINAL) == "FAILURE"
@@ -321,7 +350,7 @@ def test_resource_failure_before_the_op(stack, dagster_instance, control, client
 def test_cancel_during_load(stack, dagster_instance, control, client, new_db) -> None:
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=20)
-    name = add_pipeline(control, dagster_instance, "cancel", src, dst)
+    name = add_pipeline(stack, control, "cancel", src, dst)
     before = now()
     with blocked_source(src):
         run_id = launch(client, name)
@@ -355,7 +384,7 @@ def run_worker(instance: dg.DagsterInstance, run_id: str) -> psutil.Process | No
 def test_kill_run_worker(stack, dagster_instance, control, client, new_db) -> None:
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=20)
-    name = add_pipeline(control, dagster_instance, "kill", src, dst)
+    name = add_pipeline(stack, control, "kill", src, dst)
     before = now()
     with blocked_source(src):
         run_id = launch(client, name)
@@ -389,7 +418,7 @@ def test_kill_run_worker(stack, dagster_instance, control, client, new_db) -> No
 def test_daemon_down_then_catches_up(stack, dagster_instance, control, client, new_db) -> None:
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=20)
-    name = add_pipeline(control, dagster_instance, "daemon", src, dst)
+    name = add_pipeline(stack, control, "daemon", src, dst)
     before = now()
     try:
         with blocked_source(src):
@@ -420,7 +449,7 @@ def test_two_launches_at_once(stack, dagster_instance, control, client, new_db) 
 
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=30)
-    name = add_pipeline(control, dagster_instance, "twice", src, dst)
+    name = add_pipeline(stack, control, "twice", src, dst)
     before = now()
     with blocked_source(src):
         first = launch(client, name)
@@ -461,15 +490,15 @@ def test_late_event_of_older_run_changes_nothing(
 
     src, dst = new_db("src"), new_db("dst")
     make_source(src, rows=10)
-    name = add_pipeline(
-        control, dagster_instance, "late", src, dst, tables=("public.orders", "public.missing")
-    )
-    old = launch(client, name)
+    both = ("public.orders", "public.missing")
+    name = add_pipeline(stack, control, "late", src, dst, tables=both)
+    old = launch(client, name, tables=both)
     assert wait_run(dagster_instance, old, TERMINAL) == "FAILURE"
     with psycopg.connect(stack.control_url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute(
             "UPDATE public.pipelines SET tables = ARRAY['public.orders'] WHERE name = %s", (name,)
         )
+    wait_assets(stack, name)  # the table assets follow the row: public.missing is gone
     before = now()
     new = launch(client, name)
     assert wait_run(dagster_instance, new, TERMINAL) == "SUCCESS"
@@ -511,7 +540,7 @@ def test_cdc_follows_full_load(stack, dagster_instance, control, new_db) -> None
     control.add(spec(name, src, dst, mode=Mode.FULL_LOAD_AND_CDC))
     wait_until(
         lambda: control.get(name).full_load_status is FullLoadStatus.COMPLETED,
-        timeout=90,
+        timeout=180,  # includes the daemon loading the new row's assets (see test 2)
         describe="the full load",
     )
     with psycopg.connect(src, autocommit=True) as conn:
@@ -523,3 +552,13 @@ def test_cdc_follows_full_load(stack, dagster_instance, control, new_db) -> None
         describe="cdc ACTIVE",
     )
     assert row.cdc_lsn is not None
+    # The batch that applied the insert logged a CDC materialization of the changed table.
+    (key,) = target_keys(name)
+
+    def cdc_materialization() -> dg.AssetMaterialization | None:
+        event = dagster_instance.get_latest_materialization_event(dg.AssetKey(key))
+        mat = event.asset_materialization if event is not None else None
+        return mat if mat is not None and mat.metadata["cdc/phase"].value == "cdc" else None
+
+    mat = wait_until(cdc_materialization, timeout=30, describe=f"a CDC materialization of {key}")
+    assert mat.metadata["cdc/inserts"].value >= 1
