@@ -391,6 +391,40 @@ class PipelineRepository:
         )
         return True
 
+    def refuse_load(self, name: str, *, reason: str, writer: Writer) -> bool:
+        """``FAILED`` with ``reason`` for a row no full load can start from; True if changed.
+
+        For a ``NOT_STARTED`` row the code location could not build assets for (a hand-written
+        bad table name, asset keys another pipeline owns): no run can exist for it, so this is
+        the only way its reason reaches ``last_error`` instead of the row waiting silently. The
+        fence (``full_load_run_created_at`` = now, no run id), as ``stop_cdc`` sets one, lets
+        the run after a fix (``pipeline reset``, a UI launch) decide again. Any other status is
+        left alone: a loaded pipeline's CDC fails on the same reason by itself.
+        """
+        with self._session() as s:
+            p = self._locked(s, name)
+            if p.full_load_status is not FullLoadStatus.NOT_STARTED:
+                return False
+            text = scrub(reason)[:MAX_ROW_ERROR]
+            p.full_load_status = FullLoadStatus.FAILED
+            p.full_load_run_id = None
+            p.full_load_run_created_at = s.scalar(select(func.clock_timestamp()))
+            p.full_load_authority = Writer(writer).value
+            p.last_error = text
+            s.add(
+                PipelineEventRecord(
+                    pipeline_id=p.id,
+                    pipeline=p.name,
+                    run_id=None,
+                    phase=Phase.FULL_LOAD.value,
+                    old_status=FullLoadStatus.NOT_STARTED.value,
+                    new_status=FullLoadStatus.FAILED.value,
+                    writer=Writer(writer).value,
+                    message=text,
+                )
+            )
+            return True
+
     def reset(
         self, name: str, *, writer: Writer = Writer.CLI, message: str | None = None
     ) -> PipelineRow:

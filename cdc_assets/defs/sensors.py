@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from cdc_assets.defs.active import active_pipelines
-from cdc_assets.defs.catalog import Catalog
+from cdc_assets.defs.catalog import Catalog, catalog_from_rows
 from cdc_assets.defs.jobs import cdc_sync_job
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
@@ -123,9 +123,14 @@ def launch_full_load_requests(
     rows: Sequence["PipelineRow"],
     settings: Settings,
     catalog: Catalog,
+    *,
     log: Any = None,
+    repo: "PipelineRepository | None" = None,
 ) -> dg.SensorResult:
     """A first full load for each new enabled row whose table assets are loaded.
+
+    A new row no assets can be built for (``catalog_from_rows`` problems) is set ``FAILED`` with
+    the reason (:func:`refuse_unbuildable`) when ``repo`` is given, as the sensor gives it.
 
     The run selects the row's table assets in the shared ``full_load_job``. A row the loaded
     definitions do not know yet (added since the code location loaded) waits for the
@@ -136,6 +141,9 @@ def launch_full_load_requests(
     """
     loaded = {p.name: p for p in catalog.pipelines}
     candidates = [r for r in rows if r.enabled and r.full_load_status is FullLoadStatus.NOT_STARTED]
+    if repo is not None:
+        refused = set(refuse_unbuildable(repo, rows, candidates, log))
+        candidates = [r for r in candidates if r.name not in refused]
     waiting = [r.name for r in candidates if r.name not in loaded]
     if waiting and log is not None:
         log.info(f"waiting for the code location to load the assets of: {', '.join(waiting)}")
@@ -152,6 +160,38 @@ def launch_full_load_requests(
         if r.name not in busy
     ]
     return dg.SensorResult(run_requests=requests)
+
+
+def refuse_unbuildable(
+    repo: "PipelineRepository",
+    rows: Sequence["PipelineRow"],
+    candidates: Sequence["PipelineRow"],
+    log: Any,
+) -> list[str]:
+    """``FAILED`` with the reason for new rows no assets can be built for; returns their names.
+
+    Such a row would otherwise wait for its assets forever with nothing in ``last_error``. The
+    same rules as the code location's (``catalog_from_rows``), applied to the rows as they are
+    now. Never raises: one row must not stop the launches of the others.
+    """
+    problems = catalog_from_rows(rows).problems
+    refused = []
+    for row in candidates:
+        reason = problems.get(row.name)
+        if reason is None:
+            continue
+        try:
+            if repo.refuse_load(
+                row.name,
+                reason=f"pipeline {row.name!r}: {reason}; fix the row, then run "
+                f"`cdc-assets pipeline reset {row.name}`",
+                writer=Writer.SENSOR,
+            ):
+                refused.append(row.name)
+        except Exception as exc:
+            if log is not None:
+                log.warning(f"{row.name}: cannot record why it has no assets: {error_text(exc)}")
+    return refused
 
 
 def full_load_selection(p: Any) -> list[dg.AssetKey]:
@@ -172,8 +212,9 @@ def launch_sensor(settings: Settings, catalog: Catalog) -> Any:
     def launch_full_loads_sensor(
         context: dg.SensorEvaluationContext, control: ControlDb
     ) -> dg.SensorResult:
+        repo = control.repository()
         return launch_full_load_requests(
-            context.instance, control.repository().list(), Settings.from_env(), catalog, context.log
+            context.instance, repo.list(), Settings.from_env(), catalog, log=context.log, repo=repo
         )
 
     return launch_full_loads_sensor

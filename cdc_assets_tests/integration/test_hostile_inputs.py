@@ -22,6 +22,7 @@ from psycopg import sql
 from cdc_assets.cli import main
 from cdc_assets.control.repository import PipelineRepository
 from cdc_assets.definitions import build_defs
+from cdc_assets.defs.catalog import catalog_from_rows
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.sensors import launch_cdc_requests, launch_full_load_requests
@@ -29,6 +30,7 @@ from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase, PipelineSp
 from cdc_assets.embedded import free_port
 from cdc_assets.engine.cdc import run_cdc_batch
 from cdc_assets.engine.full_load import run_full_load
+from cdc_assets.errors import ConfigError
 from cdc_assets.ops_cli import execute_pipeline
 from cdc_assets.settings import Settings
 from cdc_assets_tests.e2e.pipelines import make_source
@@ -285,9 +287,29 @@ def test_hand_written_bad_row_fails_only_its_own_run(
     assert name in out and err == ""
     assert_clean(out)
 
-    error = run_and_reconcile(instance, repo, name)
+    if repo.get(name).config_error is None:  # a row of the right shape: its run says why
+        error = run_and_reconcile(instance, repo, name)
+    else:  # no assets can be built for it: `cdc-assets run` and the launch sensor refuse it
+        error = refused_row_error(instance, repo, name)
     assert words in error, error
     assert_clean(error)
+
+
+def refused_row_error(instance: dg.DagsterInstance, repo: PipelineRepository, name: str) -> str:
+    """A row no assets can be built for: no run at all, ``FAILED`` with the reason and the fix."""
+    with pytest.raises(ConfigError) as raised:
+        execute_pipeline(instance, name, Phase.FULL_LOAD, defs=build_defs(Settings()))
+    assert name in str(raised.value.for_row())
+    repo.set_enabled(name, True)  # the launch sensor only acts on enabled rows
+    rows = repo.list()
+    result = launch_full_load_requests(
+        instance, rows, Settings(), catalog_from_rows(rows), repo=repo
+    )
+    assert name not in {r.tags["cdc/pipeline"] for r in result.run_requests or []}
+    row = repo.get(name)
+    assert (row.full_load_status, row.full_load_run_id) == (FullLoadStatus.FAILED, None)
+    assert row.last_error and f"pipeline reset {name}" in row.last_error
+    return row.last_error
 
 
 CHECKED_ROWS = [
@@ -336,11 +358,16 @@ def test_one_bad_row_breaks_no_sensor_and_no_other_pipeline(
     bad = next(r for r in rows if r.name == "zz_bad")
     assert bad.config_error and "schema.table" in bad.config_error
 
-    # The launch sensor asks for every enabled NOT_STARTED row, the bad ones included: their
-    # runs fail with the reason, which is how the reason reaches the row.
-    result = launch_full_load_requests(instance, rows, Settings())
-    launched = {r.partition_key for r in result.run_requests or []}
-    assert {"zz_bad", "zz_bad_url", "zz_good"} <= launched
+    # The launch sensor launches every enabled NOT_STARTED row with assets; a row no assets can
+    # be built for (a bad table name) is set FAILED with the reason instead of waiting silently.
+    result = launch_full_load_requests(
+        instance, rows, Settings(), catalog_from_rows(rows), repo=repo
+    )
+    launched = {r.tags["cdc/pipeline"] for r in result.run_requests or []}
+    assert {"zz_bad_url", "zz_good"} <= launched and "zz_bad" not in launched
+    refused = repo.get("zz_bad")
+    assert refused.full_load_status is FullLoadStatus.FAILED and refused.last_error
+    assert "schema.table" in refused.last_error and "pipeline reset zz_bad" in refused.last_error
     connections = PostgresConnections(control=ControlDb(url=module_control))
     # The CDC sensor reads a streaming row's spec to check pending WAL: a bad one is skipped
     # with a warning, the others still get their batches.
@@ -354,7 +381,8 @@ def test_one_bad_row_breaks_no_sensor_and_no_other_pipeline(
     good = execute_pipeline(instance, "zz_good", Phase.FULL_LOAD, defs=build_defs(Settings()))
     assert good.success
     assert repo.get("zz_good").full_load_status is FullLoadStatus.COMPLETED
-    assert "schema.table" in run_and_reconcile(instance, repo, "zz_bad")
+    with pytest.raises(ConfigError, match=r"schema\.table"):
+        execute_pipeline(instance, "zz_bad", Phase.FULL_LOAD, defs=build_defs(Settings()))
     assert "postgresql://" in run_and_reconcile(instance, repo, "zz_bad_url")
 
     capsys.readouterr()  # Dagster's own run log (stderr) is not the CLI's output
