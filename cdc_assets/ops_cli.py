@@ -29,6 +29,7 @@ def execute_pipeline(
     from cdc_assets.control.repository import PipelineRepository
     from cdc_assets.definitions import build_defs
     from cdc_assets.defs.cdc import assets_of
+    from cdc_assets.defs.check_specs import row_count_keys
     from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, launch_tags
     from cdc_assets.settings import Settings, control_db_url
 
@@ -40,12 +41,15 @@ def execute_pipeline(
         return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     row = PipelineRepository.from_url(control_db_url()).get(name)
     row.spec  # noqa: B018  (a row no run can use raises its ConfigError, naming the fix)
-    keys = [dg.AssetKey(list(k)) for k in assets_of(row).target_keys()]
+    assets = assets_of(row)
+    keys = {dg.AssetKey(list(k)) for k in assets.target_keys()}
     job = definitions.resolve_job_def(FULL_LOAD_JOB_NAME)
-    if not set(keys) <= set(job.asset_layer.asset_graph.get_all_asset_keys()):
+    if not keys <= set(job.asset_layer.asset_graph.get_all_asset_keys()):
         job = build_defs(settings).resolve_job_def(FULL_LOAD_JOB_NAME)
-    result: dg.ExecuteInProcessResult = job.execute_in_process(
-        instance=instance, asset_selection=keys, tags=tags, raise_on_error=False
+    # As the launch sensor launches it: the tables and their row-count checks (no lag check).
+    subset = job.get_subset(asset_selection=keys, asset_check_selection=set(row_count_keys(assets)))
+    result: dg.ExecuteInProcessResult = subset.execute_in_process(
+        instance=instance, tags=tags, raise_on_error=False
     )
     return result
 

@@ -15,6 +15,7 @@ import dagster as dg
 from cdc_assets.control.repository import PipelineRow
 from cdc_assets.defs.active import active_pipelines
 from cdc_assets.defs.catalog import Catalog
+from cdc_assets.defs.check_specs import row_count_keys
 from cdc_assets.defs.jobs import cdc_sync_job
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.defs.run_status import run_fact
@@ -59,6 +60,7 @@ def full_load_refresh_schedule(catalog: Catalog) -> Any:
             dg.RunRequest(
                 run_key=f"refresh:{r.name}:{_tick(context)}",
                 asset_selection=full_load_selection(loaded[r.name]),
+                asset_check_keys=row_count_keys(loaded[r.name]),
                 tags=launch_tags(r.name, Phase.FULL_LOAD, settings),
             )
             for r in rows

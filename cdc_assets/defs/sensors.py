@@ -14,6 +14,7 @@ import dagster as dg
 
 from cdc_assets.defs.active import active_pipelines
 from cdc_assets.defs.catalog import Catalog, catalog_from_rows
+from cdc_assets.defs.check_specs import row_count_keys
 from cdc_assets.defs.jobs import cdc_sync_job
 from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
@@ -154,6 +155,7 @@ def launch_full_load_requests(
             run_key=f"full_load:{r.name}:{r.id}:{_stamp(r.updated_at)}",
             job_name=FULL_LOAD_JOB_NAME,
             asset_selection=full_load_selection(loaded[r.name]),
+            asset_check_keys=row_count_keys(loaded[r.name]),
             tags=launch_tags(r.name, Phase.FULL_LOAD, settings),
         )
         for r in ready
@@ -195,7 +197,11 @@ def refuse_unbuildable(
 
 
 def full_load_selection(p: Any) -> list[dg.AssetKey]:
-    """The asset selection of ``p``'s full load: every one of its target tables."""
+    """The asset selection of ``p``'s full load: every one of its target tables.
+
+    Launched with only the ``row_counts_match`` checks (``row_count_keys``): a load measures
+    no lag, CDC batches do.
+    """
     return [dg.AssetKey(list(k)) for k in p.target_keys()]
 
 
