@@ -64,6 +64,7 @@ class Settings:
     lag_fail_bytes: int = 1024 * 1024 * 1024
     cdc_retry_max_s: int = 15 * 60
     idle_lag_interval_s: int = 10 * 60
+    run_retention_days: int = 14  # 0 = keep every run for ever
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -81,6 +82,7 @@ class Settings:
             lag_fail_bytes=_int(env, "CDC_LAG_FAIL_BYTES", 1024 * 1024 * 1024, 0),
             cdc_retry_max_s=_int(env, "CDC_RETRY_MAX_S", 15 * 60, 60),
             idle_lag_interval_s=_int(env, "CDC_IDLE_LAG_INTERVAL_S", 10 * 60, 30),
+            run_retention_days=_int(env, "CDC_RUN_RETENTION_DAYS", 14, 0),
         )
 
     @property
