@@ -12,8 +12,7 @@ import uuid
 import dagster as dg
 import pytest
 
-from cdc_assets.defs.checks import LAG_CHECK
-from cdc_assets.defs.full_load import ROW_COUNTS_CHECK
+from cdc_assets.defs.check_specs import LAG_CHECK, ROW_COUNTS_CHECK
 from cdc_assets.defs.tags import CDC_JOB_NAME, TAG_CHECK_ONLY, TAG_PIPELINE
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode
 from cdc_assets_tests.e2e.pipelines import make_source, spec, target_keys
