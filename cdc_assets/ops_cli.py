@@ -28,7 +28,7 @@ def execute_pipeline(
 
     from cdc_assets.control.repository import PipelineRepository
     from cdc_assets.definitions import build_defs
-    from cdc_assets.defs.cdc import assets_of
+    from cdc_assets.defs.catalog import PipelineAssets
     from cdc_assets.defs.check_specs import row_count_keys
     from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, launch_tags
     from cdc_assets.settings import Settings, control_db_url
@@ -41,7 +41,7 @@ def execute_pipeline(
         return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     row = PipelineRepository.from_url(control_db_url()).get(name)
     row.spec  # noqa: B018  (a row no run can use raises its ConfigError, naming the fix)
-    assets = assets_of(row)
+    assets = PipelineAssets.of_row(row)
     keys = {dg.AssetKey(list(k)) for k in assets.target_keys()}
     job = definitions.resolve_job_def(FULL_LOAD_JOB_NAME)
     if not keys <= set(job.asset_layer.asset_graph.get_all_asset_keys()):

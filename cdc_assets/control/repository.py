@@ -377,17 +377,8 @@ class PipelineRepository:
         p.cdc_run_id = None
         p.cdc_run_created_at = s.scalar(select(func.clock_timestamp()))
         p.cdc_authority = writer.value
-        s.add(
-            PipelineEventRecord(
-                pipeline_id=p.id,
-                pipeline=p.name,
-                run_id=None,
-                phase=Phase.CDC.value,
-                old_status=old.value,
-                new_status=CdcStatus.STOPPED.value,
-                writer=writer.value,
-                message=scrub(message)[:MAX_ROW_ERROR],
-            )
+        _add_runless_event(
+            s, p, Phase.CDC, old=old, new=CdcStatus.STOPPED, writer=writer, message=message
         )
         return True
 
@@ -405,23 +396,19 @@ class PipelineRepository:
             p = self._locked(s, name)
             if p.full_load_status is not FullLoadStatus.NOT_STARTED:
                 return False
-            text = scrub(reason)[:MAX_ROW_ERROR]
             p.full_load_status = FullLoadStatus.FAILED
             p.full_load_run_id = None
             p.full_load_run_created_at = s.scalar(select(func.clock_timestamp()))
             p.full_load_authority = Writer(writer).value
-            p.last_error = text
-            s.add(
-                PipelineEventRecord(
-                    pipeline_id=p.id,
-                    pipeline=p.name,
-                    run_id=None,
-                    phase=Phase.FULL_LOAD.value,
-                    old_status=FullLoadStatus.NOT_STARTED.value,
-                    new_status=FullLoadStatus.FAILED.value,
-                    writer=Writer(writer).value,
-                    message=text,
-                )
+            p.last_error = scrub(reason)[:MAX_ROW_ERROR]
+            _add_runless_event(
+                s,
+                p,
+                Phase.FULL_LOAD,
+                old=FullLoadStatus.NOT_STARTED,
+                new=FullLoadStatus.FAILED,
+                writer=Writer(writer),
+                message=reason,
             )
             return True
 
@@ -664,3 +651,28 @@ class _PhaseColumns:
 
 def _writer(value: str | None) -> Writer | None:
     return Writer(value) if value else None
+
+
+def _add_runless_event(
+    s: Session,
+    p: Pipeline,
+    phase: Phase,
+    *,
+    old: FullLoadStatus | CdcStatus,
+    new: FullLoadStatus | CdcStatus,
+    writer: Writer,
+    message: str,
+) -> None:
+    """The history row of a status change no run made (a stop, a refused row): no run id."""
+    s.add(
+        PipelineEventRecord(
+            pipeline_id=p.id,
+            pipeline=p.name,
+            run_id=None,
+            phase=phase.value,
+            old_status=old.value,
+            new_status=new.value,
+            writer=writer.value,
+            message=scrub(message)[:MAX_ROW_ERROR],
+        )
+    )

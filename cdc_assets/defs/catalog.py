@@ -61,6 +61,17 @@ class PipelineAssets:
         """The keys of the source tables, in the row's order."""
         return [source_key(self.prefix, t) for t in self.tables]
 
+    @classmethod
+    def of_row(cls, row: "PipelineRow") -> "PipelineAssets":
+        """The row's table assets, keyed as ``asset_keys.py`` keys them."""
+        return cls(
+            name=row.name,
+            mode=row.mode,
+            target_schema=row.target_schema,
+            prefix=row.key_prefix,
+            tables=row.tables,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (the catalog travels in reconstruction metadata)."""
         return {
@@ -151,13 +162,7 @@ def catalog_from_rows(rows: Sequence["PipelineRow"], origin: str = "control") ->
     clashes = cross_collisions((r.name, r.key_prefix, r.tables) for r in good)
     problems.update(clashes)
     pipelines = tuple(
-        PipelineAssets(
-            name=r.name,
-            mode=r.mode,
-            target_schema=r.target_schema,
-            prefix=r.key_prefix,
-            tables=r.tables,
-        )
+        PipelineAssets.of_row(r)
         for r in sorted(good, key=lambda r: r.name)
         if r.name not in clashes
     )

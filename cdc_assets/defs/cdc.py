@@ -22,19 +22,7 @@ from cdc_assets.errors import ConfigError
 from cdc_assets.settings import Settings
 
 if TYPE_CHECKING:
-    from cdc_assets.control.rows import PipelineRow
     from cdc_assets.engine.cdc import CdcBatchResult
-
-
-def assets_of(row: "PipelineRow") -> PipelineAssets:
-    """The row's table assets, keyed as the code location keys them (``asset_keys.py``)."""
-    return PipelineAssets(
-        name=row.name,
-        mode=row.mode,
-        target_schema=row.target_schema,
-        prefix=row.key_prefix,
-        tables=row.tables,
-    )
 
 
 def table_materializations(
@@ -122,7 +110,7 @@ def cdc_sync(
         metadata["cdc/warnings"] = "\n".join(result.warnings)
     if result.enum_labels_added:  # added on the target before the rows carrying them
         metadata["cdc/enum_labels_added"] = "\n".join(result.enum_labels_added)
-    p = assets_of(run.row)
+    p = PipelineAssets.of_row(run.row)
     for materialization in table_materializations(p, result):
         context.log_event(materialization)
     evaluations = lag_results_for(p, result.lag_bytes, settings)

@@ -15,13 +15,12 @@ import dagster as dg
 from cdc_assets.control.repository import PipelineRow
 from cdc_assets.defs.active import active_pipelines
 from cdc_assets.defs.catalog import Catalog
-from cdc_assets.defs.check_specs import row_count_keys
 from cdc_assets.defs.jobs import cdc_sync_job
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.defs.run_status import run_fact
-from cdc_assets.defs.sensors import cdc_request, full_load_selection
-from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, TAG_PIPELINE, launch_tags
-from cdc_assets.domain import CdcStatus, Mode, Phase
+from cdc_assets.defs.sensors import cdc_request, full_load_request
+from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, TAG_PIPELINE
+from cdc_assets.domain import CdcStatus, Mode
 from cdc_assets.settings import Settings
 from cdc_assets.status.backoff import RetryDecision, decide_retry
 from cdc_assets.status.rules import wants_cdc
@@ -57,12 +56,7 @@ def full_load_refresh_schedule(catalog: Catalog) -> Any:
         ]
         busy = active_pipelines(context.instance, [r.name for r in rows])
         requests = [
-            dg.RunRequest(
-                run_key=f"refresh:{r.name}:{_tick(context)}",
-                asset_selection=full_load_selection(loaded[r.name]),
-                asset_check_keys=row_count_keys(loaded[r.name]),
-                tags=launch_tags(r.name, Phase.FULL_LOAD, settings),
-            )
+            full_load_request(loaded[r.name], settings, f"refresh:{r.name}:{_tick(context)}")
             for r in rows
             if r.name not in busy
         ]

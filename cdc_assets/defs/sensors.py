@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from cdc_assets.defs.active import active_pipelines
-from cdc_assets.defs.catalog import Catalog, catalog_from_rows
+from cdc_assets.defs.catalog import Catalog, PipelineAssets, catalog_from_rows
 from cdc_assets.defs.check_specs import row_count_keys
 from cdc_assets.defs.jobs import cdc_sync_job
 from cdc_assets.defs.reconciler import reconcile
@@ -151,12 +151,8 @@ def launch_full_load_requests(
     ready = [r for r in candidates if r.name in loaded]
     busy = active_pipelines(instance, [r.name for r in ready])
     requests = [
-        dg.RunRequest(
-            run_key=f"full_load:{r.name}:{r.id}:{_stamp(r.updated_at)}",
-            job_name=FULL_LOAD_JOB_NAME,
-            asset_selection=full_load_selection(loaded[r.name]),
-            asset_check_keys=row_count_keys(loaded[r.name]),
-            tags=launch_tags(r.name, Phase.FULL_LOAD, settings),
+        full_load_request(
+            loaded[r.name], settings, f"full_load:{r.name}:{r.id}:{_stamp(r.updated_at)}"
         )
         for r in ready
         if r.name not in busy
@@ -196,13 +192,19 @@ def refuse_unbuildable(
     return refused
 
 
-def full_load_selection(p: Any) -> list[dg.AssetKey]:
-    """The asset selection of ``p``'s full load: every one of its target tables.
+def full_load_request(p: PipelineAssets, settings: Settings, run_key: str) -> dg.RunRequest:
+    """A full load of ``p`` in ``full_load_job``: every one of its target tables.
 
     Launched with only the ``row_counts_match`` checks (``row_count_keys``): a load measures
     no lag, CDC batches do.
     """
-    return [dg.AssetKey(list(k)) for k in p.target_keys()]
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=FULL_LOAD_JOB_NAME,
+        asset_selection=[dg.AssetKey(list(k)) for k in p.target_keys()],
+        asset_check_keys=row_count_keys(p),
+        tags=launch_tags(p.name, Phase.FULL_LOAD, settings),
+    )
 
 
 def launch_sensor(settings: Settings, catalog: Catalog) -> Any:
