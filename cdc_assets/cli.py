@@ -434,10 +434,11 @@ def cmd_reset(ctx: _Context, args: argparse.Namespace) -> int:
     while the slot survives would leak it and pin WAL on the source.
     """
     from cdc_assets.domain import Writer
+    from cdc_assets.ops_cli import lock_stopping_stream
 
     repo = ctx.repo()
     row = repo.get(args.name)
-    with repo.pipeline_lock(args.name):
+    with lock_stopping_stream(repo, args.name):
         if not _drop_artifacts(row, force=args.force, action="reset"):
             return EXIT_FAILED
         _cleanup_target(row)
@@ -448,9 +449,11 @@ def cmd_reset(ctx: _Context, args: argparse.Namespace) -> int:
 
 def cmd_remove(ctx: _Context, args: argparse.Namespace) -> int:
     """Drop slot + publication, then the row (its events stay, see control/models.py)."""
+    from cdc_assets.ops_cli import lock_stopping_stream
+
     repo = ctx.repo()
     row = repo.get(args.name)
-    with repo.pipeline_lock(args.name):
+    with lock_stopping_stream(repo, args.name):
         if not _drop_artifacts(row, force=args.force, action="removed"):
             return EXIT_FAILED
         _cleanup_target(row)

@@ -26,16 +26,16 @@ def build_defs(settings: Settings | None = None, catalog: "object | None" = None
     from cdc_assets.defs.catalog import Catalog, load_catalog
     from cdc_assets.defs.checks import idle_lag_sensor
     from cdc_assets.defs.full_load import full_load_asset, source_specs
-    from cdc_assets.defs.jobs import cdc_sync_job, full_load_job
+    from cdc_assets.defs.jobs import cdc_stream_job, full_load_job
     from cdc_assets.defs.resources import ControlDb, PostgresConnections
     from cdc_assets.defs.retention import prune_runs_job, run_retention_schedule
-    from cdc_assets.defs.schedules import cdc_sync_schedule, full_load_refresh_schedule
+    from cdc_assets.defs.schedules import full_load_refresh_schedule
     from cdc_assets.defs.sensors import (
-        cdc_sensor,
         launch_sensor,
         reconcile_sensor,
         run_status_sensors,
     )
+    from cdc_assets.defs.supervisor import supervisor_sensor
     from cdc_assets.defs.sync import definitions_sync_sensor
     from cdc_assets.defs.tags import register_owners
 
@@ -50,16 +50,16 @@ def build_defs(settings: Settings | None = None, catalog: "object | None" = None
         assets.append(full_load_asset(p))
     defs = dg.Definitions(
         assets=assets,
-        jobs=[full_load_job(catalog), cdc_sync_job, prune_runs_job],
+        jobs=[full_load_job(catalog), cdc_stream_job, prune_runs_job],
         sensors=[
             *run_status_sensors(settings),
             reconcile_sensor(settings),
             launch_sensor(settings, catalog),
-            cdc_sensor(settings),
+            supervisor_sensor(settings),
             idle_lag_sensor(settings, catalog),
             definitions_sync_sensor(settings, catalog),
         ],
-        schedules=[full_load_refresh_schedule(catalog), cdc_sync_schedule, run_retention_schedule],
+        schedules=[full_load_refresh_schedule(catalog), run_retention_schedule],
         # Every job, also the hidden __ASSET_JOB behind the UI's Materialize, runs in the run
         # worker itself: no step subprocess that could outlive a killed worker and fire a late hook.
         executor=dg.in_process_executor,

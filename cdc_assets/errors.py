@@ -14,6 +14,10 @@ class CdcError(Exception):
     """Base class: a failure of one pipeline, explained for an operator."""
 
     kind = "error"
+    transient_default = False
+    """Whether an error of this class may heal by itself (a dropped connection, a restarting
+    server): the stream run retries those inside the run for a bounded time
+    (``CDC_STREAM_RETRY_S``) and fails at once on the others (a dropped column, a vanished slot)."""
 
     def __init__(
         self,
@@ -22,8 +26,10 @@ class CdcError(Exception):
         pipeline: str | None = None,
         table: str | None = None,
         fix: str | None = None,
+        transient: bool | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.transient = type(self).transient_default if transient is None else transient
         self.table = table
         self.fix = fix
         self.detail = scrub(message)
@@ -54,6 +60,7 @@ class ConnectError(CdcError):
     """A database could not be reached or refused the login."""
 
     kind = "connect"
+    transient_default = True
 
 
 class SourceError(CdcError):

@@ -6,6 +6,7 @@ UI and the op and hooks write its status. Run-status sensors never see in-proces
 reconciler confirms the row from the run record before the command returns.
 """
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -110,3 +111,54 @@ def reconcile_once() -> int:
         print(f"{w.pipeline}: {w.phase.value} -> {w.status} (run {w.run_id})")
     print(f"reconciled {len(changed)} row(s)")
     return 0
+
+
+STREAM_STOP_WAIT_S = 60.0
+
+
+def lock_stopping_stream(repo: Any, name: str) -> Any:
+    """The pipeline lock for ``pipeline reset``/``remove``: a running stream is canceled first.
+
+    A CDC pipeline's stream run holds the lock while it runs. If the lock is taken and this
+    machine reaches the Dagster instance (``DAGSTER_HOME``), the pipeline's stream runs are
+    canceled (they commit what they applied and exit) and the lock is awaited for up to
+    :data:`STREAM_STOP_WAIT_S`; otherwise, or past that, :class:`ConcurrentRunError` names the
+    holder.
+    """
+    import time
+
+    from cdc_assets.errors import ConcurrentRunError
+
+    try:
+        return repo.pipeline_lock(name)
+    except ConcurrentRunError:
+        if not os.environ.get("DAGSTER_HOME") or not _cancel_streams(name):
+            raise
+    deadline = time.monotonic() + STREAM_STOP_WAIT_S
+    while True:
+        try:
+            return repo.pipeline_lock(name)
+        except ConcurrentRunError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _cancel_streams(name: str) -> list[str]:
+    """Cancel ``name``'s active stream runs through the Dagster instance; their run ids."""
+    import dagster as dg
+
+    from cdc_assets.defs.active import ACTIVE_STATUSES
+    from cdc_assets.defs.tags import TAG_PIPELINE, TAG_STREAM
+
+    instance = dg.DagsterInstance.get()
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            tags={TAG_PIPELINE: name, TAG_STREAM: "true"}, statuses=ACTIVE_STATUSES
+        )
+    )
+    canceled = []
+    for record in records:
+        instance.run_coordinator.cancel_run(record.dagster_run.run_id)
+        canceled.append(record.dagster_run.run_id)
+    return canceled

@@ -65,6 +65,12 @@ class Settings:
     cdc_retry_max_s: int = 15 * 60
     idle_lag_interval_s: int = 10 * 60
     run_retention_days: int = 14  # 0 = keep every run for ever
+    cdc_commit_interval_ms: int = 250
+    cdc_materialize_every_s: int = 60
+    cdc_stream_max_age_s: int = 24 * 3600
+    cdc_heartbeat_s: int = 2
+    cdc_heartbeat_timeout_s: int = 30
+    cdc_stream_retry_s: int = 120
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -83,6 +89,12 @@ class Settings:
             cdc_retry_max_s=_int(env, "CDC_RETRY_MAX_S", 15 * 60, 60),
             idle_lag_interval_s=_int(env, "CDC_IDLE_LAG_INTERVAL_S", 10 * 60, 30),
             run_retention_days=_int(env, "CDC_RUN_RETENTION_DAYS", 14, 0),
+            cdc_commit_interval_ms=_int(env, "CDC_COMMIT_INTERVAL_MS", 250, 0),
+            cdc_materialize_every_s=_int(env, "CDC_MATERIALIZE_EVERY_S", 60, 0),
+            cdc_stream_max_age_s=_int(env, "CDC_STREAM_MAX_AGE_S", 24 * 3600, 10),
+            cdc_heartbeat_s=_int(env, "CDC_HEARTBEAT_S", 2, 1),
+            cdc_heartbeat_timeout_s=_int(env, "CDC_HEARTBEAT_TIMEOUT_S", 30, 5),
+            cdc_stream_retry_s=_int(env, "CDC_STREAM_RETRY_S", 120, 0),
         )
 
     @property

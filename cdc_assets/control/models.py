@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Identity,
     Index,
@@ -112,6 +113,8 @@ class Pipeline(Base):
     cdc_lsn: Mapped[str | None] = mapped_column(Text)
     cdc_lag_bytes: Mapped[int | None] = mapped_column(BigInteger)
     cdc_progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cdc_lag_seconds: Mapped[float | None] = mapped_column(Double)
+    cdc_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cdc_run_id: Mapped[str | None] = mapped_column(Text)
     cdc_run_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cdc_authority: Mapped[str | None] = mapped_column(Text)

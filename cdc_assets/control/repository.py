@@ -553,7 +553,9 @@ class PipelineRepository:
                 run_created_at=fields.get(p, "run_created_at"),
                 authority=_writer(fields.get(p, "authority")),
             )
-            decision = decide(current, ProposedWrite(to, run_id, run_created_at, writer))
+            decision = decide(
+                current, ProposedWrite(to, run_id, run_created_at, writer, stream=write.stream)
+            )
             if decision.outcome is Outcome.IGNORE:
                 log.debug(
                     "pipeline %s %s -> %s by %s ignored: %s",
@@ -604,26 +606,61 @@ class PipelineRepository:
             )
             return True
 
-    def record_cdc_progress(self, name: str, *, run_id: str, lsn: Lsn, lag_bytes: int) -> None:
+    def record_cdc_progress(
+        self, name: str, *, run_id: str, lsn: Lsn, lag_bytes: int, lag_seconds: float = 0.0
+    ) -> None:
         """Store the applied LSN (never moving it back) and the lag measured after a batch."""
         self._retrying(
             f"pipeline {name} cdc progress",
             lambda: self._record_cdc_progress_once(
-                name, run_id=run_id, lsn=lsn, lag_bytes=lag_bytes
+                name, run_id=run_id, lsn=lsn, lag_bytes=lag_bytes, lag_seconds=lag_seconds
             ),
         )
 
     def _record_cdc_progress_once(
-        self, name: str, *, run_id: str, lsn: Lsn, lag_bytes: int
-    ) -> None:
+        self,
+        name: str,
+        *,
+        run_id: str,
+        lsn: Lsn,
+        lag_bytes: int,
+        lag_seconds: float,
+        heartbeat: bool = False,
+    ) -> bool:
         with self._session() as s:
             p = self._locked(s, name)
+            if heartbeat and (p.cdc_run_id != run_id or p.cdc_status != CdcStatus.ACTIVE):
+                return False
             current = Lsn(p.cdc_lsn) if p.cdc_lsn else None
             if current is None or Lsn(lsn) >= current:
                 p.cdc_lsn = str(Lsn(lsn))
             p.cdc_lag_bytes = max(0, int(lag_bytes))
-            p.cdc_progress_at = s.scalar(select(func.clock_timestamp()))
+            p.cdc_lag_seconds = max(0.0, float(lag_seconds))
+            now = s.scalar(select(func.clock_timestamp()))
+            p.cdc_progress_at = now
+            if heartbeat:
+                p.cdc_heartbeat_at = now
             p.last_run_id = run_id
+            return True
+
+    def record_cdc_heartbeat(
+        self, name: str, *, run_id: str, lsn: Lsn, lag_bytes: int, lag_seconds: float
+    ) -> bool:
+        """The stream run's pulse: progress, lag and ``cdc_heartbeat_at``, in one short update.
+
+        Written only while the row follows this run and says ``ACTIVE``: False tells the run it
+        is no longer the pipeline's stream (the supervisor failed it for a stale heartbeat, a
+        reset fenced it), so it stops. One attempt, no retry: the loop must not stall on an
+        unreachable control database; the next heartbeat tries again.
+        """
+        return self._record_cdc_progress_once(
+            name,
+            run_id=run_id,
+            lsn=lsn,
+            lag_bytes=lag_bytes,
+            lag_seconds=lag_seconds,
+            heartbeat=True,
+        )
 
     # -- concurrency -------------------------------------------------------------------------
 

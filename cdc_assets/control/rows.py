@@ -52,6 +52,8 @@ class PipelineRow:
     created_at: datetime
     updated_at: datetime
     asset_key_prefix: tuple[str, ...] | None = None
+    cdc_lag_seconds: float | None = None
+    cdc_heartbeat_at: datetime | None = None
     config_error: str | None = None
     """Why the row cannot be run (a hand-written bad table name or target schema), else ``None``.
 
@@ -122,6 +124,8 @@ class PipelineRow:
             created_at=p.created_at,
             updated_at=p.updated_at,
             asset_key_prefix=tuple(p.asset_key_prefix) if p.asset_key_prefix is not None else None,
+            cdc_lag_seconds=p.cdc_lag_seconds,
+            cdc_heartbeat_at=p.cdc_heartbeat_at,
             config_error=config_error,
         )
 

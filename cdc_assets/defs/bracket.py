@@ -8,13 +8,15 @@ body's committed work, as a best-effort write that never fails the run. Both ops
 this bracket out each; one copy keeps their status promises the same.
 """
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from cdc_assets.defs.active import ACTIVE_STATUSES
 from cdc_assets.defs.run_status import (
     RunIdentity,
     apply_write,
@@ -23,7 +25,7 @@ from cdc_assets.defs.run_status import (
     pipeline_failure,
     write_for,
 )
-from cdc_assets.defs.tags import TAG_LOCK_CONFLICT
+from cdc_assets.defs.tags import TAG_LOCK_CONFLICT, TAG_PIPELINE, TAG_STREAM
 from cdc_assets.domain import Phase, Writer
 from cdc_assets.errors import ConcurrentRunError, ConnectError
 from cdc_assets.status.reconcile import running_status, step_status
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
     from cdc_assets.control.rows import PipelineRow
 
 Context = dg.AssetExecutionContext | dg.OpExecutionContext
+#: How long a full load waits for the lock of the stream run it canceled (it commits and exits
+#: within a batch; a cancel reaches the op in well under a second).
+PREEMPT_WAIT_S = 60.0
+PREEMPT_POLL_S = 0.5
 
 
 @dataclass(slots=True)
@@ -50,8 +56,54 @@ class RunBracket:
     after_success: list[Callable[[], object]] = field(default_factory=list)
 
 
+def stop_streams(context: Context, pipeline: str) -> list[str]:
+    """Cancel the pipeline's stream runs (a full load preempts its stream); their run ids."""
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(
+            tags={TAG_PIPELINE: pipeline, TAG_STREAM: "true"}, statuses=ACTIVE_STATUSES
+        )
+    )
+    stopped = []
+    for record in records:
+        run_id = record.dagster_run.run_id
+        if run_id == context.run_id:
+            continue
+        try:
+            context.instance.run_coordinator.cancel_run(run_id)
+        except Exception as exc:  # the lock wait below still decides
+            context.log.warning(f"cannot cancel stream run {run_id}: {error_text(exc)}")
+            continue
+        stopped.append(run_id)
+    return stopped
+
+
+def _take_lock(context: Context, repo: "PipelineRepository", pipeline: str, phase: Phase) -> Any:
+    """The pipeline lock now; for a full load, after stopping the pipeline's stream run.
+
+    A CDC pipeline's stream holds the lock for as long as it runs, so a full load (a UI
+    Materialize, a reload) cancels it and waits up to :data:`PREEMPT_WAIT_S` for the lock; the
+    supervisor starts a new stream once the load is done. A second full load still loses at once.
+    """
+    try:
+        return repo.pipeline_lock(pipeline)
+    except ConcurrentRunError:
+        if phase is not Phase.FULL_LOAD or not (stopped := stop_streams(context, pipeline)):
+            raise
+    context.log.info(f"pipeline {pipeline!r}: stopping its stream run {', '.join(stopped)} first")
+    deadline = time.monotonic() + PREEMPT_WAIT_S
+    while True:
+        try:
+            return repo.pipeline_lock(pipeline)
+        except ConcurrentRunError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(PREEMPT_POLL_S)
+
+
 @contextmanager
-def pipeline_lock(context: Context, repo: "PipelineRepository", pipeline: str) -> Iterator[None]:
+def pipeline_lock(
+    context: Context, repo: "PipelineRepository", pipeline: str, phase: Phase = Phase.CDC
+) -> Iterator[None]:
     """Hold the pipeline lock; a lock loser tags itself and fails untouched.
 
     The tag ``cdc/lock_conflict=true`` tells sensors and the reconciler to ignore this run: it is a
@@ -59,7 +111,7 @@ def pipeline_lock(context: Context, repo: "PipelineRepository", pipeline: str) -
     """
     with ExitStack() as stack:
         try:
-            stack.enter_context(repo.pipeline_lock(pipeline))
+            stack.enter_context(_take_lock(context, repo, pipeline, phase))
         except ConcurrentRunError as exc:
             context.instance.add_run_tags(context.run_id, {TAG_LOCK_CONFLICT: "true"})
             context.log.error(f"pipeline {pipeline!r}: another run holds the lock; row left alone")
@@ -84,9 +136,9 @@ def status_bracket(
             "cdc/pipeline tag names another pipeline, or it selects the tables of several "
             "pipelines; materialize one pipeline's tables per run"
         )
-    ident = RunIdentity(pipeline, phase, found.run_id, found.created_at)
-    with pipeline_lock(context, repo, pipeline):
-        entry = running_status(phase)
+    ident = RunIdentity(pipeline, phase, found.run_id, found.created_at, stream=found.stream)
+    with pipeline_lock(context, repo, pipeline, phase):
+        entry = running_status(phase, stream=ident.stream)
         if entry is not None:
             apply_write(repo, write_for(ident, entry, message="op started"), Writer.OP)
         try:
@@ -97,7 +149,7 @@ def status_bracket(
                 repo,
                 write_for(
                     ident,
-                    step_status(phase, success=False),
+                    step_status(phase, success=False, stream=ident.stream),
                     error=error_text(exc),
                     message="op failed",
                 ),
@@ -112,7 +164,10 @@ def status_bracket(
             lambda: apply_write(
                 repo,
                 write_for(
-                    ident, step_status(phase, success=True), message=success_message, rows=run.rows
+                    ident,
+                    step_status(phase, success=True, stream=ident.stream),
+                    message=success_message,
+                    rows=run.rows,
                 ),
                 Writer.OP,
             ),

@@ -22,7 +22,7 @@ def _record(context: dg.HookContext, *, success: bool) -> None:
         ident = identify(context.instance, context.run_id)
         if ident is None:
             return
-        status = step_status(ident.phase, success=success)
+        status = step_status(ident.phase, success=success, stream=ident.stream)
         error = None
         if not success:
             exc = context.op_exception

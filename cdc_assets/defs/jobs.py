@@ -1,4 +1,4 @@
-"""Jobs: ``full_load_job`` (one shared asset job over every pipeline's tables) and ``cdc_sync_job``.
+"""Jobs: ``full_load_job`` (one shared asset job over every pipeline's tables), ``cdc_stream_job``.
 
 One full-load job for all pipelines, not one per pipeline: a run selects the assets of its
 pipeline (``RunRequest.asset_selection``), and one job keeps the code location's snapshot small
@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from cdc_assets.defs.catalog import Catalog
-from cdc_assets.defs.cdc import cdc_sync_hooked
+from cdc_assets.defs.cdc import cdc_stream_hooked
 from cdc_assets.defs.check_specs import lag_keys
 from cdc_assets.defs.tags import CDC_JOB_NAME, FULL_LOAD_JOB_NAME, TAG_PHASE
 from cdc_assets.domain import Phase
@@ -37,8 +37,9 @@ def full_load_job(catalog: Catalog) -> Any:
     name=CDC_JOB_NAME,
     tags={TAG_PHASE: Phase.CDC.value},
     executor_def=dg.in_process_executor,
-    description="Applies all available changes of one pipeline (tag cdc/pipeline), then exits.",
+    description="Streams the changes of one pipeline (tag cdc/pipeline) until stopped (tag "
+    "cdc/stream=true, the supervisor's runs), or catches up and ends (no tag).",
 )
-def cdc_sync_job() -> None:
-    """One CDC batch for the pipeline named by the run's ``cdc/pipeline`` tag."""
-    cdc_sync_hooked()
+def cdc_stream_job() -> None:
+    """CDC of the pipeline named by the run's ``cdc/pipeline`` tag (``defs/cdc.py``)."""
+    cdc_stream_hooked()

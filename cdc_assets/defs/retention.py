@@ -23,6 +23,7 @@ from cdc_assets.defs.tags import (
     ASSET_JOB_NAME,
     CDC_JOB_NAME,
     FULL_LOAD_JOB_NAME,
+    OLD_CDC_JOB_NAME,
     TAG_PHASE,
     TAG_PIPELINE,
 )
@@ -50,7 +51,7 @@ MAX_SCANNED_FACTOR = 4
 NEWEST_WINDOW = 10
 #: The jobs whose old runs are read: the project's two, and ``__ASSET_JOB`` (UI Materialize and
 #: check-only runs; the rule keeps the ones another code location made).
-JOBS = (CDC_JOB_NAME, FULL_LOAD_JOB_NAME, ASSET_JOB_NAME)
+JOBS = (CDC_JOB_NAME, OLD_CDC_JOB_NAME, FULL_LOAD_JOB_NAME, ASSET_JOB_NAME)
 
 
 @dataclass

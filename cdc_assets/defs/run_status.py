@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from cdc_assets.defs.tags import is_lock_conflict, phase_of, pipeline_of_run
+from cdc_assets.defs.tags import is_lock_conflict, is_stream, phase_of, pipeline_of_run
 from cdc_assets.domain import Phase, Writer
 from cdc_assets.errors import CdcError
 from cdc_assets.pg.connect import first_line
@@ -40,6 +40,7 @@ class RunIdentity:
     phase: Phase
     run_id: str
     created_at: datetime
+    stream: bool = False
 
 
 def aware(ts: datetime | float) -> datetime:
@@ -63,6 +64,7 @@ def identify(instance: dg.DagsterInstance, run_id: str) -> RunIdentity | None:
         phase=phase_of(run.job_name, run.tags),
         run_id=run_id,
         created_at=aware(record.create_timestamp),
+        stream=is_stream(run.tags),
     )
 
 
@@ -82,6 +84,7 @@ def run_fact(record: Any, *, error: str | None = None) -> RunFact | None:
         lock_conflict=is_lock_conflict(run.tags),
         error=error,
         ended_at=aware(end) if end else None,
+        stream=is_stream(run.tags),
     )
 
 
@@ -215,4 +218,5 @@ def write_for(
         error=error,
         message=message,
         rows=rows,
+        stream=ident.stream,
     )

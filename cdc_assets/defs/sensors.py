@@ -1,4 +1,6 @@
-"""Sensors: run-status writers, the reconciler, and the launchers of full loads and CDC batches.
+"""Sensors: run-status writers, the reconciler, and the launcher of full loads.
+
+CDC's stream runs have their own sensor, the supervisor (``defs/supervisor.py``).
 
 Run-status sensors (one per status, names fixed: a rename resets their cursors) write the row from
 the run record as ``Writer.SENSOR``. They return ``None``: returning anything ends the tick after
@@ -15,20 +17,16 @@ import dagster as dg
 from cdc_assets.defs.active import active_pipelines
 from cdc_assets.defs.catalog import Catalog, PipelineAssets, catalog_from_rows
 from cdc_assets.defs.check_specs import row_count_keys
-from cdc_assets.defs.jobs import cdc_sync_job
 from cdc_assets.defs.reconciler import reconcile
-from cdc_assets.defs.resources import ControlDb, PostgresConnections
+from cdc_assets.defs.resources import ControlDb
 from cdc_assets.defs.run_status import apply_write, error_text, run_fact, run_failure_message
 from cdc_assets.defs.tags import (
-    CDC_JOB_NAME,
     FULL_LOAD_JOB_NAME,
     launch_tags,
 )
-from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
-from cdc_assets.errors import ConsistencyError
+from cdc_assets.domain import FullLoadStatus, Phase, Writer
 from cdc_assets.settings import Settings
-from cdc_assets.status.reconcile import RunState, stops_cdc, write_for_run
-from cdc_assets.status.rules import wants_cdc
+from cdc_assets.status.reconcile import RunState, write_for_run
 
 if TYPE_CHECKING:
     from cdc_assets.control.repository import PipelineRepository, PipelineRow
@@ -226,120 +224,3 @@ def launch_sensor(settings: Settings, catalog: Catalog) -> Any:
         )
 
     return launch_full_loads_sensor
-
-
-def cdc_request(row: "PipelineRow", settings: Settings, run_key: str | None) -> dg.RunRequest:
-    """A CDC batch run for ``row``."""
-    return dg.RunRequest(
-        run_key=run_key,
-        job_name=CDC_JOB_NAME,
-        tags=launch_tags(row.name, Phase.CDC, settings),
-    )
-
-
-def launch_cdc_requests(
-    instance: dg.DagsterInstance,
-    rows: Sequence["PipelineRow"],
-    connections: PostgresConnections,
-    settings: Settings,
-    log: Any,
-) -> list[dg.RunRequest]:
-    """A batch for each CDC pipeline with pending changes (or no batch yet) and no run going.
-
-    "Pending" means a change of the pipeline's own tables, not any WAL: otherwise every pipeline
-    would get a batch every tick on a busy cluster. The schedule still advances idle slots.
-
-    A pipeline whose slot vanished gets a batch too: it fails with the reason and the fix.
-    FAILED CDC is left to the minute schedule and its backoff, so a broken pipeline is retried
-    at a calm pace rather than every sensor tick.
-    """
-    from cdc_assets.engine.cdc import has_pending_changes
-
-    candidates = [r for r in rows if wants_cdc(r) and r.cdc_status is not CdcStatus.FAILED]
-    busy = active_pipelines(instance, [r.name for r in candidates])
-    requests = []
-    for row in candidates:
-        if row.name in busy:
-            continue
-        if row.cdc_status is CdcStatus.NOT_STARTED:
-            key = f"cdc_first:{row.name}:{row.id}:{row.full_load_run_id}"
-            requests.append(cdc_request(row, settings, key))
-            continue
-        if row.cdc_status is CdcStatus.STOPPED:
-            # Enabled again: resume at once from the watermark, once per stop (the stop's fence).
-            fence = _stamp(row.cdc_run_created_at) if row.cdc_run_created_at else "none"
-            requests.append(cdc_request(row, settings, f"cdc_resume:{row.name}:{row.id}:{fence}"))
-            continue
-        try:
-            resolved = connections.resolve(row.spec)
-            pending = has_pending_changes(row.spec, source_url=resolved.source_url)
-        except ConsistencyError as exc:
-            # Slot gone, or the row's tables differ from the publication's: one batch fails
-            # with the full reason and the row turns FAILED now, instead of staying ACTIVE.
-            log.warning(f"{row.name}: {error_text(exc)}; launching a batch to record it")
-            requests.append(cdc_request(row, settings, None))
-            continue
-        except Exception as exc:  # one unreachable source must not stop the others' batches
-            log.warning(f"{row.name}: cannot check pending changes: {error_text(exc)}")
-            continue
-        if pending:
-            requests.append(cdc_request(row, settings, None))
-    return requests
-
-
-def stop_disabled_cdc(
-    instance: dg.DagsterInstance,
-    repo: "PipelineRepository",
-    rows: Sequence["PipelineRow"],
-    log: Any,
-) -> list[str]:
-    """``STOPPED`` for disabled pipelines whose CDC is ACTIVE or FAILED and has no run going.
-
-    Covers a row disabled by SQL (``pipeline disable`` stops CDC itself), and a batch a person
-    launched on a disabled pipeline. Written as ``Writer.SENSOR``; returns the stopped names.
-    """
-    candidates = [
-        r for r in rows if stops_cdc(enabled=r.enabled, status=r.cdc_status, run_active=False)
-    ]
-    busy = active_pipelines(instance, [r.name for r in candidates])
-    stopped = []
-    for row in candidates:
-        if not stops_cdc(enabled=row.enabled, status=row.cdc_status, run_active=row.name in busy):
-            continue
-        try:
-            if repo.stop_cdc(row.name, writer=Writer.SENSOR, message="disabled (enabled = false)"):
-                stopped.append(row.name)
-                log.info(f"{row.name}: disabled, CDC {row.cdc_status} -> STOPPED")
-        except Exception as exc:  # one row must not stop the launches of the others
-            log.warning(f"{row.name}: cannot stop CDC: {error_text(exc)}")
-    return stopped
-
-
-def cdc_sensor(settings: Settings) -> Any:
-    """``launch_cdc_batches_sensor``: CDC follows a completed full load, then pending changes."""
-
-    @dg.sensor(
-        name="launch_cdc_batches_sensor",
-        job=cdc_sync_job,
-        minimum_interval_seconds=settings.sensor_interval_s,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Launches cdc_sync_job for CDC pipelines with pending changes.",
-    )
-    def launch_cdc_batches_sensor(
-        context: dg.SensorEvaluationContext,
-        control: ControlDb,
-        connections: PostgresConnections,
-    ) -> dg.SensorResult:
-        repo = control.repository()
-        rows = repo.list()
-        stop_disabled_cdc(context.instance, repo, rows, context.log)
-        requests = launch_cdc_requests(
-            context.instance,
-            rows,
-            connections,
-            Settings.from_env(),
-            context.log,
-        )
-        return dg.SensorResult(run_requests=requests)
-
-    return launch_cdc_batches_sensor

@@ -16,11 +16,18 @@ TAG_PHASE = "cdc/phase"
 TAG_LOCK_CONFLICT = "cdc/lock_conflict"
 TAG_PARTITION = "dagster/partition"
 TAG_MAX_RUNTIME = "dagster/max_runtime_seconds"
+#: ``true`` on the stream runs the supervisor launches: they run until stopped. Without it a
+#: ``cdc_stream_job`` run catches up and ends (``cdc-assets run NAME --phase cdc``).
+TAG_STREAM = "cdc/stream"
 #: On check-only runs the product launches (``cdc_lag_idle_sensor``).
 TAG_CHECK_ONLY = "cdc/check_only"
 
 FULL_LOAD_JOB_NAME = "full_load_job"
-CDC_JOB_NAME = "cdc_sync_job"
+CDC_JOB_NAME = "cdc_stream_job"
+#: The CDC job's name before the stream (one run per batch): its old runs are still the
+#: project's (retention, the backoff's history, the reconciler).
+OLD_CDC_JOB_NAME = "cdc_sync_job"
+CDC_JOB_NAMES = (CDC_JOB_NAME, OLD_CDC_JOB_NAME)
 ASSET_JOB_NAME = "__ASSET_JOB"
 
 
@@ -68,7 +75,12 @@ def phase_of(job_name: str | None, tags: Mapping[str, str] | None = None) -> Pha
     tagged = (tags or {}).get(TAG_PHASE)
     if tagged in (Phase.FULL_LOAD.value, Phase.CDC.value):
         return Phase(tagged)
-    return Phase.CDC if job_name == CDC_JOB_NAME else Phase.FULL_LOAD
+    return Phase.CDC if job_name in CDC_JOB_NAMES else Phase.FULL_LOAD
+
+
+def is_stream(tags: Mapping[str, str]) -> bool:
+    """True for a CDC stream run (launched by the supervisor), False for a catch-up run."""
+    return tags.get(TAG_STREAM) == "true"
 
 
 def is_lock_conflict(tags: Mapping[str, str]) -> bool:

@@ -45,7 +45,7 @@ from cdc_assets.settings import Settings
 from cdc_assets.source import changes, partitions
 from cdc_assets.source.pending import has_pending_changes, pending_bytes, slot_lag_bytes
 from cdc_assets.source.slot_checks import check_slot, wait_slot_released
-from cdc_assets.source.stream import ChangeStream
+from cdc_assets.source.stream import PG_EPOCH_US, ChangeStream
 from cdc_assets.source.table_checks import check_publication_covers, check_tables
 from cdc_assets.target.batch import DEFAULT_CHUNK, BatchApply
 from cdc_assets.target.ddl import add_enum_labels
@@ -87,6 +87,18 @@ class CdcBatchResult:
     by_table: "dict[TableRef, tuple[int, int, int, bool]]" = field(default_factory=dict)
     """Per changed source table: inserts, updates, deletes, and whether it was truncated."""
     enum_labels_added: tuple[str, ...] = ()  # "schema.type: 'label' AFTER 'other'", in order
+    limited: bool = False
+    """The batch stopped at ``CDC_BATCH_MAX_CHANGES``: more changes wait (the loop goes on)."""
+    lag_seconds: float = 0.0
+    """Seconds since the commit of the oldest source transaction this batch left unapplied
+    (the one its stream stopped before), 0 when it left none: ``cdc_lag_seconds``."""
+
+
+def _lag_seconds(next_commit_us: int | None) -> float:
+    """Seconds from a protocol commit time (microseconds since 2000-01-01) to now, >= 0."""
+    if next_commit_us is None:
+        return 0.0
+    return max(0.0, time.time() - (next_commit_us + PG_EPOCH_US) / 1_000_000)
 
 
 def _tally(counts: list[int] | None) -> tuple[int, int, int]:
@@ -301,6 +313,7 @@ def run_cdc_batch(
                 f"reading or applying changes failed: {first_line(scrub(str(exc)))}",
                 pipeline=spec.name,
                 fix=fix,
+                transient=isinstance(exc, psycopg.OperationalError | psycopg.errors.ObjectInUse),
             ) from None
         finally:
             batch.close()
@@ -333,6 +346,7 @@ def run_cdc_batch(
                 f"committing the batch failed: {first_line(scrub(str(exc)))}",
                 pipeline=spec.name,
                 fix="rerun the batch: nothing of it was committed",
+                transient=isinstance(exc, psycopg.OperationalError),
             ) from None
         point("after_commit")
         try:
@@ -344,6 +358,7 @@ def run_cdc_batch(
                 f"{first_line(scrub(str(exc)))}",
                 pipeline=spec.name,
                 fix="rerun the batch: it skips what the target already has",
+                transient=isinstance(exc, psycopg.OperationalError),
             ) from None
         lag = changes.lag_bytes(src, spec.slot_name)
     counts = batch.counts
@@ -366,6 +381,8 @@ def run_cdc_batch(
         },
         warnings=tuple(batch.warnings),
         enum_labels_added=tuple(labels_added),
+        limited=limited,
+        lag_seconds=_lag_seconds(stream.next_commit_us),
     )
     log(
         f"applied {result.transactions} transactions, {result.changes} changes up to {end}; "

@@ -41,6 +41,7 @@ _KEEPALIVE = ord("k")
 _XLOG_HEADER = 1 + 8 + 8 + 8
 _KEEPALIVE_MSG = struct.Struct("!QQB")
 _STATUS = struct.Struct("!cQQQqB")
+_BEGIN_COMMIT_TS = struct.Struct("!q")  # after the tag byte and the final LSN
 PG_EPOCH_US = 946_684_800_000_000
 POLL_S = 0.5
 DECODING_WORK_MEM = "256MB"
@@ -93,6 +94,10 @@ class ChangeStream:
         self.upto = int(upto)
         self.max_changes = max_changes
         self.limited = False
+        self.next_commit_us: int | None = None
+        """Commit time (microseconds since 2000-01-01, the protocol's clock) of the first
+        transaction the stream stopped before, or None when it stopped with nothing left
+        decoded: the oldest change not applied, so the batch's ``lag_seconds`` is exact."""
         self._lowat = False
         self.messages = 0
         self._conn: psycopg.Connection[Any] | None = connect(
@@ -120,7 +125,12 @@ class ChangeStream:
                 if "is active for PID" in message
                 else "check the slot and publication on the source"
             )
-            raise SourceError(f"cannot stream slot {slot}: {message}", pipeline=pipeline, fix=fix)
+            raise SourceError(
+                f"cannot stream slot {slot}: {message}",
+                pipeline=pipeline,
+                fix=fix,
+                transient="is active for PID" in message,
+            )
         self._lowat = LOWAT and _set_rcvlowat(pgconn.socket, RCVLOWAT)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -145,6 +155,7 @@ class ChangeStream:
                     f"the replication stream of slot {self.slot} ended: {message}",
                     pipeline=self.pipeline,
                     fix="rerun the batch; nothing was applied",
+                    transient=True,
                 )
             kind = view[0]
             if kind == _XLOGDATA:
@@ -152,9 +163,11 @@ class ChangeStream:
                 first = payload[0]
                 if first == BEGIN:
                     if begin_final_lsn(payload) >= self.upto:
+                        self.next_commit_us = _BEGIN_COMMIT_TS.unpack_from(payload, 9)[0]
                         return
                     if self.max_changes is not None and self.messages >= self.max_changes:
                         self.limited = True
+                        self.next_commit_us = _BEGIN_COMMIT_TS.unpack_from(payload, 9)[0]
                         return
                     in_txn = True
                 elif first == COMMIT:

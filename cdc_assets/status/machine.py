@@ -43,8 +43,15 @@ _RANK: dict[Status, int] = {
 }
 
 
-def rank(status: Status) -> int:
-    """0 for never started, 1 while a run is going, 2 for a run's outcome."""
+def rank(status: Status, *, stream: bool = False) -> int:
+    """0 for never started, 1 while a run is going, 2 for a run's outcome.
+
+    For a CDC stream run (one run that lives for hours), ``ACTIVE`` is its running status
+    (rank 1): ``STOPPED`` or ``FAILED`` of the same run come after it, and a late STARTED cannot
+    undo them. A catch-up run's ``ACTIVE`` is its outcome, as a batch's was.
+    """
+    if stream and status is CdcStatus.ACTIVE:
+        return 1
     return _RANK[status]
 
 
@@ -84,6 +91,8 @@ class ProposedWrite:
     run_id: str
     run_created_at: datetime
     writer: Writer
+    stream: bool = False
+    """The run is a CDC stream run: ranks follow :func:`rank` with ``stream=True``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +157,16 @@ def decide(current: PhaseState, write: ProposedWrite) -> Decision:
         return _change(f"run {write.run_id} is the newest run of this phase")
 
     # Same run from here on.
+    stream = write.stream
     authoritative = write.writer.is_authoritative
     held_by_authority = current.authority is not None and current.authority.is_authoritative
     if write.to == current.status:
         if authoritative and not held_by_authority:
             return Decision(Outcome.TAKE_AUTHORITY, f"{write.writer} confirms {write.to}")
         return _ignore(f"already {write.to}")
-    if rank(write.to) < rank(current.status):
+    if rank(write.to, stream=stream) < rank(current.status, stream=stream):
         return _ignore(f"late {write.to}: run {write.run_id} already reached {current.status}")
-    if rank(write.to) > rank(current.status):
+    if rank(write.to, stream=stream) > rank(current.status, stream=stream):
         return _change(f"run {write.run_id} moves forward to {write.to}")
     # Both terminal (rank 2) and different, or both running and different (cannot happen today).
     if authoritative and not held_by_authority:

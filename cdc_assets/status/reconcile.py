@@ -60,6 +60,8 @@ class RunFact:
     lock_conflict: bool = False
     error: str | None = None
     ended_at: datetime | None = None
+    stream: bool = False
+    """A CDC stream run (``cdc/stream=true``): STARTED is ACTIVE, its end STOPPED or FAILED."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,7 @@ class Write:
     error: str | None = None
     message: str | None = None
     rows: int | None = None
+    stream: bool = False  # the run is a CDC stream run (status ranks of machine.rank)
 
 
 def full_load_status_for(state: RunState) -> FullLoadStatus | None:
@@ -115,8 +118,19 @@ def full_load_status_for(state: RunState) -> FullLoadStatus | None:
     return None
 
 
-def cdc_status_for(state: RunState) -> CdcStatus | None:
-    """CDC has no in-progress status: a batch that runs leaves ``cdc_status`` as it was."""
+def cdc_status_for(state: RunState, *, stream: bool = False) -> CdcStatus | None:
+    """A catch-up run has no in-progress status: while it runs ``cdc_status`` stays as it was.
+
+    A stream run is ``ACTIVE`` while STARTED; it ends ``STOPPED`` when it stopped itself
+    (disable, removal, maximum age) or was canceled, ``FAILED`` when it failed.
+    """
+    if stream:
+        return {
+            RunState.STARTED: CdcStatus.ACTIVE,
+            RunState.SUCCESS: CdcStatus.STOPPED,
+            RunState.CANCELED: CdcStatus.STOPPED,
+            RunState.FAILURE: CdcStatus.FAILED,
+        }.get(state)
     if state is RunState.SUCCESS:
         return CdcStatus.ACTIVE
     if state in (RunState.FAILURE, RunState.CANCELED):
@@ -124,25 +138,25 @@ def cdc_status_for(state: RunState) -> CdcStatus | None:
     return None
 
 
-def status_for(phase: Phase, state: RunState) -> Status | None:
-    """The row status that mirrors ``state`` for ``phase``."""
+def status_for(phase: Phase, state: RunState, *, stream: bool = False) -> Status | None:
+    """The row status that mirrors ``state`` for ``phase`` (``stream``: a CDC stream run)."""
     if phase is Phase.FULL_LOAD:
         return full_load_status_for(state)
-    return cdc_status_for(state)
+    return cdc_status_for(state, stream=stream)
 
 
-def running_status(phase: Phase) -> FullLoadStatus | None:
-    """The status a phase's op writes when it starts: ``IN_PROGRESS``; CDC has none."""
-    return full_load_status_for(RunState.STARTED) if phase is Phase.FULL_LOAD else None
+def running_status(phase: Phase, *, stream: bool = False) -> Status | None:
+    """The status a phase's op writes when it starts: ``IN_PROGRESS``; a stream ``ACTIVE``."""
+    return status_for(phase, RunState.STARTED, stream=stream)
 
 
-def step_status(phase: Phase, *, success: bool) -> Status:
+def step_status(phase: Phase, *, success: bool, stream: bool = False) -> Status:
     """The status a finished step reports for ``phase`` (the hooks' map).
 
     The same table as a finished run's (:func:`status_for`), so a hook and the run-status
     sensors can never map one outcome to two statuses.
     """
-    status = status_for(phase, RunState.SUCCESS if success else RunState.FAILURE)
+    status = status_for(phase, RunState.SUCCESS if success else RunState.FAILURE, stream=stream)
     assert status is not None  # both finished states map for both phases
     return status
 
@@ -161,11 +175,11 @@ def write_for_run(run: RunFact, *, default_error: str | None = None) -> Write | 
     """
     if run.lock_conflict:
         return None
-    status = status_for(run.phase, run.state)
+    status = status_for(run.phase, run.state, stream=run.stream)
     if status is None:
         return None
     error = None
-    if run.state is RunState.CANCELED:
+    if run.state is RunState.CANCELED and not run.stream:
         error = canceled_message(run)
     elif run.state is RunState.FAILURE:
         error = run.error or default_error or f"run {run.run_id} failed"
@@ -177,6 +191,7 @@ def write_for_run(run: RunFact, *, default_error: str | None = None) -> Write | 
         run_created_at=run.created_at,
         error=error,
         message=f"Dagster run {run.state.value}",
+        stream=run.stream,
     )
 
 

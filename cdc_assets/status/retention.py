@@ -30,10 +30,11 @@ TAG_PIPELINE = "cdc/pipeline"
 TAG_PHASE = "cdc/phase"
 TAG_CHECK_ONLY = "cdc/check_only"
 TAG_LOCK_CONFLICT = "cdc/lock_conflict"
-CDC_JOB_NAME = "cdc_sync_job"
+CDC_JOB_NAME = "cdc_stream_job"
+OLD_CDC_JOB_NAME = "cdc_sync_job"  # one run per batch, before the stream: its runs age out too
 FULL_LOAD_JOB_NAME = "full_load_job"
 #: Jobs whose every run is the project's (UI Materialize runs of ``__ASSET_JOB`` count by tag).
-PROJECT_JOBS = frozenset({CDC_JOB_NAME, FULL_LOAD_JOB_NAME})
+PROJECT_JOBS = frozenset({CDC_JOB_NAME, OLD_CDC_JOB_NAME, FULL_LOAD_JOB_NAME})
 
 
 class Verdict(enum.StrEnum):
@@ -78,7 +79,8 @@ class RunSummary:
         tagged = self.tags.get(TAG_PHASE)
         if tagged in (Phase.FULL_LOAD.value, Phase.CDC.value):
             return pipeline, Phase(tagged)
-        return pipeline, Phase.CDC if self.job_name == CDC_JOB_NAME else Phase.FULL_LOAD
+        cdc = self.job_name in (CDC_JOB_NAME, OLD_CDC_JOB_NAME)
+        return pipeline, Phase.CDC if cdc else Phase.FULL_LOAD
 
 
 class RunRefs(Protocol):

@@ -6,6 +6,7 @@ tested without a Dagster instance or a database (``cdc_assets_tests/unit/test_ru
 """
 
 import enum
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from cdc_assets.domain import FullLoadStatus, Mode
@@ -68,3 +69,25 @@ def lag_verdict(lag_bytes: int, *, warn_bytes: int, fail_bytes: int) -> LagVerdi
     if lag_bytes > fail_bytes:
         return LagVerdict.ERROR
     return LagVerdict.WARN
+
+
+def heartbeat_age(
+    *, started_at: datetime, heartbeat_at: datetime | None, now: datetime
+) -> timedelta:
+    """How long a stream run has been silent: since its last heartbeat, or its start if none.
+
+    A heartbeat older than the run's start belongs to an earlier run, so the start counts.
+    """
+    last = started_at if heartbeat_at is None else max(started_at, heartbeat_at)
+    return max(timedelta(0), now - last)
+
+
+def heartbeat_stale(
+    *, started_at: datetime, heartbeat_at: datetime | None, now: datetime, timeout: timedelta
+) -> bool:
+    """True when a STARTED stream run has been silent for longer than ``timeout``.
+
+    The default run launcher does not check a worker's health: a worker that died with its code
+    server would otherwise stay STARTED for ever. The supervisor fails such a run.
+    """
+    return heartbeat_age(started_at=started_at, heartbeat_at=heartbeat_at, now=now) > timeout

@@ -49,6 +49,7 @@ def _model(tables: list[str], target_schema: str = "public") -> SimpleNamespace:
         full_load_rows=None, full_load_run_id=None, full_load_run_created_at=None,
         full_load_authority=None, cdc_status="NOT_STARTED", cdc_lsn=None, cdc_lag_bytes=None,
         cdc_progress_at=None, cdc_run_id=None, cdc_run_created_at=None, cdc_authority=None,
+        cdc_lag_seconds=None, cdc_heartbeat_at=None,
         last_run_id=None, last_error=None, created_at=now, updated_at=now, asset_key_prefix=None,
     )  # fmt: skip
 
