@@ -12,6 +12,7 @@ pipelines.
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import dagster as dg
 import psycopg
@@ -24,8 +25,8 @@ from cdc_assets.control.repository import PipelineRepository
 from cdc_assets.definitions import build_defs
 from cdc_assets.defs.catalog import catalog_from_rows
 from cdc_assets.defs.reconciler import reconcile
-from cdc_assets.defs.resources import ControlDb, PostgresConnections
-from cdc_assets.defs.sensors import launch_cdc_requests, launch_full_load_requests
+from cdc_assets.defs.sensors import launch_full_load_requests
+from cdc_assets.defs.supervisor import supervise
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Mode, Phase, PipelineSpec, TableRef
 from cdc_assets.embedded import free_port
 from cdc_assets.engine.cdc import run_cdc_batch
@@ -368,15 +369,19 @@ def test_one_bad_row_breaks_no_sensor_and_no_other_pipeline(
     refused = repo.get("zz_bad")
     assert refused.full_load_status is FullLoadStatus.FAILED and refused.last_error
     assert "schema.table" in refused.last_error and "pipeline reset zz_bad" in refused.last_error
-    connections = PostgresConnections(control=ControlDb(url=module_control))
-    # The CDC sensor reads a streaming row's spec to check pending WAL: a bad one is skipped
-    # with a warning, the others still get their batches.
+    # The stream supervisor reads no spec: a bad streaming row still gets its stream run, whose
+    # op fails with the row's reason (below, execute_pipeline raises the same ConfigError), and
+    # the good rows beside it are supervised as usual.
     streaming = dataclasses.replace(
         bad, full_load_status=FullLoadStatus.COMPLETED, cdc_status=CdcStatus.ACTIVE
     )
     log = _ListLog()
-    assert launch_cdc_requests(instance, [streaming], connections, Settings(), log) == []
-    assert any("zz_bad" in line and "schema.table" in line for line in log.lines), log.lines
+    tick = supervise(
+        instance, repo, [streaming], Settings(), now=datetime.now(UTC), check_heartbeats=True,
+        log=log,
+    )  # fmt: skip
+    assert [r.tags["cdc/pipeline"] for r in tick.requests] == ["zz_bad"]
+    assert tick.requests[0].tags["cdc/stream"] == "true"
 
     good = execute_pipeline(instance, "zz_good", Phase.FULL_LOAD, defs=build_defs(Settings()))
     assert good.success
