@@ -41,6 +41,7 @@ from cdc_assets.defs.tags import (
     TAG_STREAM,
     is_stream,
     launch_tags,
+    pipeline_of_run,
 )
 from cdc_assets.domain import CdcStatus, Phase, Writer
 from cdc_assets.settings import Settings
@@ -55,6 +56,8 @@ SUPERVISOR_NAME = "cdc_stream_supervisor"
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 #: Finished CDC runs read per pipeline for its backoff (more failures than this: the cap anyway).
 HISTORY = 12
+#: Queued runs read per tick to find full loads waiting behind a stream.
+QUEUED_READ = 500
 
 
 def stream_request(row: "PipelineRow", settings: Settings) -> dg.RunRequest:
@@ -129,6 +132,27 @@ def _cancel(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str, log: 
     return True
 
 
+def queued_loads(instance: dg.DagsterInstance) -> set[str]:
+    """Pipelines with a queued run that is not a stream: a full load waiting for the pipeline.
+
+    The run coordinator lets one run per pipeline go (tag ``cdc/pipeline``), and a stream never
+    ends by itself, so a queued load (a UI Materialize, a reload) would wait for ever: its
+    pipeline's stream is canceled to let it through. A UI Materialize gets its tags only when it
+    starts, so the pipeline comes from its asset selection (``pipeline_of_run``).
+    """
+    out = set()
+    for record in instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]), limit=QUEUED_READ
+    ):
+        run = record.dagster_run
+        if run.job_name in CDC_JOB_NAMES:
+            continue
+        pipeline = pipeline_of_run(run)
+        if pipeline:
+            out.add(pipeline)
+    return out
+
+
 def supervise(
     instance: dg.DagsterInstance,
     repo: "PipelineRepository",
@@ -151,18 +175,25 @@ def supervise(
             if pipeline:
                 going.setdefault(pipeline, []).append(record)
     timeout = timedelta(seconds=settings.cdc_heartbeat_timeout_s)
+    waiting_loads = queued_loads(instance)
     for pipeline, records in going.items():
         row = by_name.get(pipeline)
         for record in records:
             run: dg.DagsterRun = record.dagster_run
             if not is_stream(run.tags):
                 continue
+            why = None
             if row is None or not wants_cdc(row):
                 why = "pipeline removed" if row is None else "pipeline disabled or not loaded"
+            elif pipeline in waiting_loads:
+                why = "a full load of the pipeline is queued behind it (the stream resumes after)"
+            if why is not None:
                 if _cancel(instance, run, why, log):
                     tick.canceled.append(pipeline)
                 continue
-            if run.status is not dg.DagsterRunStatus.STARTED or not check_heartbeats:
+            if row is None or run.status is not dg.DagsterRunStatus.STARTED:
+                continue
+            if not check_heartbeats:
                 continue
             started = aware(record.start_time or record.create_timestamp)
             beat = row.cdc_heartbeat_at if row.cdc_run_id == run.run_id else None
