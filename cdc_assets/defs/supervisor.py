@@ -212,7 +212,7 @@ def supervise(
     # Any run of the pipeline (a full load too: it preempts the stream) defers a start.
     busy = active_pipelines(instance, [r.name for r in rows if wants_cdc(r)])
     for row in rows:
-        if not wants_cdc(row) or row.name in going or row.name in busy:
+        if not wants_cdc(row) or row.name in going or row.name in busy | waiting_loads:
             continue
         if row.cdc_status is CdcStatus.FAILED:
             decision = retry_decision(instance, row, settings, now)
