@@ -28,7 +28,8 @@ DATABASES = ("demo_source", "demo_target", "cdc_control", "dagster")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TARGET_SCHEMA = "public"
 WATCH_QUERY = (
-    "SELECT name, full_load_status, cdc_status, cdc_lag_bytes, updated_at FROM public.pipelines"
+    "SELECT name, full_load_status, cdc_status, cdc_lag_bytes, cdc_lag_seconds, "
+    "cdc_heartbeat_at FROM public.pipelines"
 )
 TARGET_QUERY = (
     "SELECT 'customers' AS copy, count(*) FROM public.customers UNION ALL "
