@@ -163,6 +163,7 @@ def cdc_stream(
 ) -> Iterator[Any]:
     """Lock, ACTIVE (stream), batches with heartbeats and reports; the final status at the end."""
     from cdc_assets.engine.stream import BatchTally, cdc_batches
+    from cdc_assets.source.pending import IdleProbe
 
     repo = control.repository()
     settings = Settings.from_env()
@@ -192,21 +193,28 @@ def cdc_stream(
         p = PipelineAssets.of_row(run.row)
         resolved = connections.resolved(run.row.spec)
         pulse = StreamPulse(context, repo, run, settings)
-        for result in cdc_batches(
-            resolved.spec,
-            source_url=resolved.source_url,
-            target_url=resolved.target_url,
-            settings=settings,
-            should_stop=pulse.should_stop if stream else None,
-            progress=None if stream else context.log.info,
-            on_retry=pulse.on_retry,
-        ):
-            tally.add(result)
-            total.add(result)
-            if stream:
+        probe = IdleProbe(resolved.spec, resolved.source_url)
+        try:
+            for result in cdc_batches(
+                resolved.spec,
+                source_url=resolved.source_url,
+                target_url=resolved.target_url,
+                settings=settings,
+                should_stop=pulse.should_stop if stream else None,
+                progress=None if stream else context.log.info,
+                on_retry=pulse.on_retry,
+                idle=probe if stream else None,
+            ):
+                if result is not None:
+                    tally.add(result)
+                    total.add(result)
+                if not stream:
+                    continue
                 pulse.beat(tally)
                 if pulse.report_due():
                     yield from _report(context, p, tally.take(), settings)
+        finally:
+            probe.close()
         last = total.last
         if last is not None:
             # Written by the bracket once the body is done, before the final status.

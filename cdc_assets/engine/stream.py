@@ -33,6 +33,9 @@ from cdc_assets.target.batch import DEFAULT_CHUNK
 
 FIRST_RETRY_S = 0.5
 MAX_RETRY_S = 15.0
+IDLE_BATCH_S = 30.0
+"""On an idle source, a batch at least this often all the same: it re-runs the slot and table
+checks (a dropped slot or column fails within this long) and measures the lag."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -51,11 +54,12 @@ def cdc_batches(
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[str], None] | None = None,
     on_retry: Callable[[BaseException, float], None] | None = None,
+    idle: Callable[[], bool] | None = None,
     chunk_changes: int = DEFAULT_CHUNK,
     on_point: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     wait: Callable[[float], None] = time.sleep,
-) -> Iterator[CdcBatchResult]:
+) -> Iterator[CdcBatchResult | None]:
     """Yield each batch's result after its target commit and slot advance, until told to stop.
 
     ``should_stop`` None: catch up, i.e. end after the first batch that left nothing behind
@@ -65,12 +69,31 @@ def cdc_batches(
     (the Dagster op) can yield its events between batches. ``on_retry`` is told about each
     transient failure and the pause before the next try. Raises the batch's error when it is not
     transient, or when transient failures went on longer than ``CDC_STREAM_RETRY_S``.
+
+    ``idle`` (stream only) is asked before a turn: when it says the source wrote nothing past the
+    slot, the turn yields None instead of running a batch, so an idle pipeline costs one query per
+    turn; a batch still runs every :data:`IDLE_BATCH_S` to re-check the slot and the tables.
     """
     interval = settings.cdc_commit_interval_ms / 1000
     failing_since: float | None = None
     delay = FIRST_RETRY_S
+    last_batch = float("-inf")
     while True:
         began = clock()
+        if (
+            idle is not None
+            and should_stop is not None
+            and failing_since is None
+            and began - last_batch < IDLE_BATCH_S
+            and idle()
+        ):
+            yield None
+            if should_stop():
+                return
+            rest = interval - (clock() - began)
+            if rest > 0:
+                wait(rest)
+            continue
         try:
             result = run_cdc_batch(
                 spec,
@@ -96,6 +119,7 @@ def cdc_batches(
                 return
             continue
         failing_since, delay = None, FIRST_RETRY_S
+        last_batch = began
         yield result
         if result.limited:
             continue  # more is waiting: no pause

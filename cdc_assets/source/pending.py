@@ -55,3 +55,44 @@ def has_pending_changes(spec: PipelineSpec, *, source_url: str) -> bool:
 def slot_lag_bytes(spec: PipelineSpec, *, source_url: str) -> int:
     """Same as :func:`pending_bytes`; the name the lag asset check reads best with."""
     return pending_bytes(spec, source_url=source_url)
+
+
+class IdleProbe:
+    """Asks, on one kept source session, whether the source wrote any WAL past the slot.
+
+    The stream run asks before each turn: on an idle source a batch (three sessions, a
+    replication start, some thirty catalog queries) would find nothing, and measured at 250 ms
+    turns that cost 4 % of a core in the worker and 12 % in the servers (``bench/
+    stream_latency.py``). Any doubt (an error, a lost session) answers "not idle", so the batch
+    runs and reports the real state; the session is opened again at the next question.
+    """
+
+    def __init__(self, spec: PipelineSpec, source_url: str) -> None:
+        self.spec = spec
+        self.source_url = source_url
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def __call__(self) -> bool:
+        """True when nothing was written on the source after the slot's confirmed position."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect(
+                    self.source_url, pipeline=self.spec.name, role="source", autocommit=True
+                )
+            return changes.lag_bytes(self._conn, self.spec.slot_name) == 0 and self._exists()
+        except Exception:  # doubt means "run the batch": it raises the real error, if any
+            self.close()
+            return False
+
+    def _exists(self) -> bool:
+        assert self._conn is not None
+        row = self._conn.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (self.spec.slot_name,)
+        ).fetchone()
+        return row is not None
+
+    def close(self) -> None:
+        """Close the kept session (also called by the loop when it ends)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
