@@ -113,6 +113,7 @@ def spec_for(src: str, dst: str) -> PipelineSpec:
 def child_main(arg: str) -> None:
     """Run ``cdc_batches`` until the stop file exists (or SIGTERM); one JSON line per batch."""
     from cdc_assets.engine.stream import cdc_batches
+    from cdc_assets.source.pending import IdleProbe
 
     a = json.loads(arg)
     stop_file = Path(a["stop"])
@@ -134,16 +135,21 @@ def child_main(arg: str) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    spec = spec_for(a["src"], a["dst"])
+    probe = IdleProbe(spec, a["src"]) if a.get("idle_probe", True) else None
     with open(a["log"], "a", buffering=1) as log:
         for r in cdc_batches(
-            spec_for(a["src"], a["dst"]),
+            spec,
             source_url=a["src"],
             target_url=a["dst"],
             settings=settings,
             should_stop=lambda: stopping.is_set() or stop_file.exists(),
             progress=progress,
             on_point=on_point,
+            idle=probe,  # as the stream op passes it
         ):
+            if r is None:
+                continue  # an idle turn: no batch
             end = time.monotonic()
             start = end - r.seconds
             rel = {k: round(v - start, 4) for k, v in marks.items()}

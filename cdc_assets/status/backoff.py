@@ -33,11 +33,14 @@ def consecutive_failures(newest_first: Iterable[RunFact]) -> tuple[int, datetime
     """Failed or canceled runs since the last success, and when the newest of them ended.
 
     ``newest_first`` holds finished CDC runs of one pipeline, lock-conflict losers left out.
+    A canceled stream run neither counts nor ends the streak.
     """
     count, newest_end = 0, None
     for run in newest_first:
         if run.state is RunState.SUCCESS:
             break
+        if run.state is RunState.CANCELED and run.stream:
+            continue  # a stream is canceled on disable or for a full load: not a failure
         count += 1
         if newest_end is None:
             newest_end = run.ended_at or run.created_at
