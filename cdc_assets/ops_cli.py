@@ -8,6 +8,8 @@ reconciler confirms the row from the run record before the command returns.
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cdc_assets.domain import Phase
@@ -116,32 +118,37 @@ def reconcile_once() -> int:
 STREAM_STOP_WAIT_S = 60.0
 
 
-def lock_stopping_stream(repo: Any, name: str) -> Any:
+@contextmanager
+def lock_stopping_stream(repo: Any, name: str) -> Iterator[None]:
     """The pipeline lock for ``pipeline reset``/``remove``: a running stream is canceled first.
 
     A CDC pipeline's stream run holds the lock while it runs. If the lock is taken and this
     machine reaches the Dagster instance (``DAGSTER_HOME``), the pipeline's stream runs are
     canceled (they commit what they applied and exit) and the lock is awaited for up to
     :data:`STREAM_STOP_WAIT_S`; otherwise, or past that, :class:`ConcurrentRunError` names the
-    holder.
+    holder. ``repo.pipeline_lock`` is a context manager that raises on entry, so each try
+    enters it (calling it alone takes nothing).
     """
     import time
 
     from cdc_assets.errors import ConcurrentRunError
 
-    try:
-        return repo.pipeline_lock(name)
-    except ConcurrentRunError:
-        if not os.environ.get("DAGSTER_HOME") or not _cancel_streams(name):
-            raise
-    deadline = time.monotonic() + STREAM_STOP_WAIT_S
-    while True:
+    with ExitStack() as stack:
         try:
-            return repo.pipeline_lock(name)
+            stack.enter_context(repo.pipeline_lock(name))
         except ConcurrentRunError:
-            if time.monotonic() >= deadline:
+            if not os.environ.get("DAGSTER_HOME") or not _cancel_streams(name):
                 raise
-            time.sleep(0.5)
+            deadline = time.monotonic() + STREAM_STOP_WAIT_S
+            while True:
+                try:
+                    stack.enter_context(repo.pipeline_lock(name))
+                    break
+                except ConcurrentRunError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.5)
+        yield
 
 
 def _cancel_streams(name: str) -> list[str]:
