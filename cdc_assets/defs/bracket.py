@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -77,15 +77,20 @@ def stop_streams(context: Context, pipeline: str) -> list[str]:
     return stopped
 
 
-def _take_lock(context: Context, repo: "PipelineRepository", pipeline: str, phase: Phase) -> Any:
-    """The pipeline lock now; for a full load, after stopping the pipeline's stream run.
+def _take_lock(
+    context: Context, repo: "PipelineRepository", pipeline: str, phase: Phase, stack: ExitStack
+) -> None:
+    """Enter the pipeline lock into ``stack``; for a full load, after stopping the stream run.
 
     A CDC pipeline's stream holds the lock for as long as it runs, so a full load (a UI
     Materialize, a reload) cancels it and waits up to :data:`PREEMPT_WAIT_S` for the lock; the
     supervisor starts a new stream once the load is done. A second full load still loses at once.
+    ``repo.pipeline_lock`` raises :class:`ConcurrentRunError` on entry, not when called: each
+    try enters it.
     """
     try:
-        return repo.pipeline_lock(pipeline)
+        stack.enter_context(repo.pipeline_lock(pipeline))
+        return
     except ConcurrentRunError:
         if phase is not Phase.FULL_LOAD or not (stopped := stop_streams(context, pipeline)):
             raise
@@ -93,7 +98,8 @@ def _take_lock(context: Context, repo: "PipelineRepository", pipeline: str, phas
     deadline = time.monotonic() + PREEMPT_WAIT_S
     while True:
         try:
-            return repo.pipeline_lock(pipeline)
+            stack.enter_context(repo.pipeline_lock(pipeline))
+            return
         except ConcurrentRunError:
             if time.monotonic() >= deadline:
                 raise
@@ -111,7 +117,7 @@ def pipeline_lock(
     """
     with ExitStack() as stack:
         try:
-            stack.enter_context(_take_lock(context, repo, pipeline, phase))
+            _take_lock(context, repo, pipeline, phase, stack)
         except ConcurrentRunError as exc:
             context.instance.add_run_tags(context.run_id, {TAG_LOCK_CONFLICT: "true"})
             context.log.error(f"pipeline {pipeline!r}: another run holds the lock; row left alone")
