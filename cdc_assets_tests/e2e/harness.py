@@ -335,6 +335,8 @@ def start_stack(
         "CDC_CONTROL_DB_URL": control_url,
         "CDC_SENSOR_INTERVAL_S": "5",
         "CDC_IDLE_LAG_INTERVAL_S": "60",
+        # Stream runs report materializations and cdc_lag at most this often (default 60 s).
+        "CDC_MATERIALIZE_EVERY_S": "5",
         "DAGSTER_RUN_STATUS_SENSOR_PROCESS_LIMIT": "50",
         "PYTHONUNBUFFERED": "1",
         # The definitions sync sensor asks this webserver to reload the location.

@@ -1,8 +1,8 @@
 """Asset checks in the real deployment (webserver + daemon, dagster-postgres storage), per table.
 
 Every target table is its own asset with its own checks: the full load records one
-``row_counts_match`` result per table (each with that table's counts), every CDC batch one
-``cdc_lag`` result per table, and the lag of a disabled CDC pipeline keeps being evaluated:
+``row_counts_match`` result per table (each with that table's counts), the CDC stream run one
+``cdc_lag`` result per table at every report (``CDC_MATERIALIZE_EVERY_S``, 5 s in the stack), and the lag of a disabled CDC pipeline keeps being evaluated:
 ``cdc_lag_idle_sensor`` launches a check-only run of the pipeline's ``cdc_lag`` checks, the daemon
 runs it, each table gets its result, and no status writer takes that run for a load.
 """
@@ -72,7 +72,10 @@ def test_each_table_has_its_own_check_results(stack, dagster_instance, control, 
         assert copied == target == ROWS[table], (table, result.metadata)
         assert result.description and table in result.description
 
-    # cdc_lag: every batch reports it under each of the pipeline's tables.
+    # cdc_lag: the stream run (the row's CDC run, still going) reports it under each table.
+    stream_run = loaded.cdc_run_id
+    assert stream_run is not None
+
     def batch_lag_results() -> dict[str, dg.AssetCheckEvaluation] | None:
         found = {}
         for table, key in keys.items():
@@ -80,11 +83,13 @@ def test_each_table_has_its_own_check_results(stack, dagster_instance, control, 
                 run = dagster_instance.get_run_by_id(run_id)
                 if run is not None and run.job_name == CDC_JOB_NAME:
                     assert run.tags[TAG_PIPELINE] == name
+                    assert run_id == stream_run, f"cdc_lag from {run_id}, not the stream run"
+                    assert run.status is dg.DagsterRunStatus.STARTED, run.status
                     found[table] = e
                     break
         return found if set(found) == set(TABLES) else None
 
-    batch = wait_until(batch_lag_results, timeout=30, describe="a batch's cdc_lag per table")
+    batch = wait_until(batch_lag_results, timeout=30, describe="the stream's cdc_lag per table")
     for table, e in batch.items():
         assert e.asset_key == dg.AssetKey(keys[table]) and e.passed, e
         assert e.metadata["cdc/pipeline"].value == name

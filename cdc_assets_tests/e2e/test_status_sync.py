@@ -23,7 +23,13 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from cdc_assets.control.repository import PipelineRepository
-from cdc_assets.defs.tags import ASSET_JOB_NAME, FULL_LOAD_JOB_NAME, TAG_PIPELINE
+from cdc_assets.defs.tags import (
+    ASSET_JOB_NAME,
+    CDC_JOB_NAME,
+    FULL_LOAD_JOB_NAME,
+    TAG_PIPELINE,
+    TAG_STREAM,
+)
 from cdc_assets.domain import FullLoadStatus, Mode, Phase, Writer
 from cdc_assets_tests.e2e.harness import LOCATION, TERMINAL, DagsterStack
 from cdc_assets_tests.e2e.pipelines import (
@@ -546,19 +552,29 @@ def test_cdc_follows_full_load(stack, dagster_instance, control, new_db) -> None
     with psycopg.connect(src, autocommit=True) as conn:
         conn.execute("INSERT INTO public.orders VALUES (1000, 'new')")
     wait_until(lambda: count(dst) == 11, timeout=90, describe="the insert to reach the target")
+    # One stream run of the supervisor applies CDC; the row is ACTIVE for it while it runs.
     row = wait_until(
-        lambda: (r := control.get(name)).cdc_status.value == "ACTIVE" and r,
+        lambda: (r := control.get(name)).cdc_status.value == "ACTIVE" and r.cdc_lsn and r,
         timeout=30,
-        describe="cdc ACTIVE",
+        describe="cdc ACTIVE with an LSN",
     )
-    assert row.cdc_lsn is not None
-    # The batch that applied the insert logged a CDC materialization of the changed table.
+    cdc_runs = dagster_instance.get_run_records(
+        dg.RunsFilter(job_name=CDC_JOB_NAME, tags={TAG_PIPELINE: name})
+    )
+    assert [r.dagster_run.run_id for r in cdc_runs] == [row.cdc_run_id], cdc_runs
+    stream = cdc_runs[0].dagster_run
+    assert stream.status is dg.DagsterRunStatus.STARTED
+    assert stream.tags[TAG_STREAM] == "true"
+    assert stream.tags["dagster/sensor_name"] == "cdc_stream_supervisor"
+    # The stream reported a CDC materialization of the changed table (every
+    # CDC_MATERIALIZE_EVERY_S, 5 s in the test stack).
     (key,) = target_keys(name)
 
-    def cdc_materialization() -> dg.AssetMaterialization | None:
+    def cdc_materialization() -> dg.EventLogEntry | None:
         event = dagster_instance.get_latest_materialization_event(dg.AssetKey(key))
         mat = event.asset_materialization if event is not None else None
-        return mat if mat is not None and mat.metadata["cdc/phase"].value == "cdc" else None
+        return event if mat is not None and mat.metadata["cdc/phase"].value == "cdc" else None
 
-    mat = wait_until(cdc_materialization, timeout=30, describe=f"a CDC materialization of {key}")
-    assert mat.metadata["cdc/inserts"].value >= 1
+    event = wait_until(cdc_materialization, timeout=30, describe=f"a CDC materialization of {key}")
+    assert event.run_id == stream.run_id
+    assert event.asset_materialization.metadata["cdc/inserts"].value >= 1

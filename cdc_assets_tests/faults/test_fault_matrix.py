@@ -5,7 +5,8 @@ a workload writes to the source; a run is held mid-flight (table lock) and the f
 system recovers on its own or with the documented operator command; then
 
 1. the row equals Dagster's run record for the faulted full load and for the latest runs after
-   recovery; a CDC batch is faulted with its pipeline disabled, so its row must stay STOPPED,
+   recovery; a fault of the CDC stream run ends it (the row FAILED or STOPPED for it, then the
+   supervisor's new stream run ACTIVE) or is retried inside it (the row stays ACTIVE for it),
 2. every target table's checksum equals the source's once CDC caught up,
 3. no slot, publication or staging table leaked (and none at all after ``pipeline remove``).
 
@@ -24,7 +25,6 @@ from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
 
 from cdc_assets.control.repository import PipelineRepository
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Phase, Writer
-from cdc_assets.ops_cli import execute_pipeline
 from cdc_assets_tests.e2e.harness import LOCATION, DagsterStack
 from cdc_assets_tests.faults.checks import leaks, row_equals_run, terminate, wait_checksums_equal
 from cdc_assets_tests.faults.scenarios import (
@@ -37,7 +37,6 @@ from cdc_assets_tests.faults.scenarios import (
     new_case,
     run_worker,
     runs,
-    started_run,
     wait_quiet,
     wait_run_end,
 )
@@ -90,12 +89,15 @@ def converge(
         wait_checksums_equal(case.spec, case.source, case.target, timeout=150)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{diagnose(instance, control, case)}") from None
-    # Caught up: stop new launches (the minute schedule or the sensor could queue a batch just
-    # after the wait below), so "the latest run" is a finished one the row can be compared with.
+    # Caught up: disable, so the stream run ends (it stops itself, or the supervisor cancels
+    # it) and "the latest run" is a finished one the row can be compared with.
     control.set_enabled(case.name, False)
     wait_quiet(instance, case.name)
     latest_load = runs(instance, case.name, Phase.FULL_LOAD)[0]
     row_equals_run(instance, control, case.name, latest_load.run_id, Phase.FULL_LOAD)
+    latest_cdc = runs(instance, case.name, Phase.CDC)[0]
+    assert latest_cdc.tags.get("cdc/stream") == "true", latest_cdc.tags
+    assert latest_cdc.status.value in {"SUCCESS", "CANCELED"}, latest_cdc.status
     # Disabling stops CDC (issue 11 item 5): the row rests in STOPPED, whatever the last batch
     # did, and a batch that ended after the disable does not bring it back.
     wait_stopped(control, case.name)
@@ -162,6 +164,44 @@ def test_fault_during_full_load(
     assert leaks(case.source, case.target, case.name, cdc=False) == []
 
 
+#: What a fault does to a stream run (the supervisor's cdc_stream_job run, tag cdc/stream).
+STREAM_EXPECTED = {
+    "sigkill_worker": {"FAILURE"},
+    "cancel": {"CANCELED"},
+    # A terminated session is transient for a stream run: retried inside the run, which goes on.
+    "terminate_source": {"STARTED"},
+    "terminate_target": {"STARTED"},
+}
+
+
+def stream_run(instance: dg.DagsterInstance, name: str, not_in: set[str]) -> str | None:
+    """The pipeline's STARTED stream run (none of ``not_in``)."""
+    for run in runs(instance, name, Phase.CDC):
+        if (
+            run.status.value == "STARTED"
+            and run.tags.get("cdc/stream") == "true"
+            and run.run_id not in not_in
+        ):
+            return run.run_id
+    return None
+
+
+def wait_streaming(
+    instance: dg.DagsterInstance, control: PipelineRepository, name: str, not_in: set[str]
+) -> str:
+    """A (new) stream run STARTED and the row ACTIVE for it: the row equals the run record."""
+
+    def streaming() -> str | None:
+        run_id = stream_run(instance, name, not_in)
+        row = control.get(name)
+        ok = run_id and row.cdc_status is CdcStatus.ACTIVE and row.cdc_run_id == run_id
+        return run_id if ok else None
+
+    return wait_until(
+        streaming, timeout=120, describe=f"{name}: a stream run and the row ACTIVE for it"
+    )
+
+
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_during_cdc_batch(
     stack: DagsterStack, dagster_instance, control, client, new_db, fault: str
@@ -170,41 +210,40 @@ def test_fault_during_cdc_batch(
     try:
         with SourceWorkload(case.source) as workload:
             control.add(case.spec)
-            wait_until(
-                lambda: control.get(case.name).cdc_status is CdcStatus.ACTIVE,
-                timeout=120,
-                describe="full load then the first CDC batch",
-            )
+            first = wait_streaming(dagster_instance, control, case.name, set())
             with locked(case.target):
                 workload.wait_commits(5)
-                run_id = wait_until(
-                    lambda: (
-                        started_run(dagster_instance, case.name, Phase.CDC)
-                        if engine_waiting(case.target, case.name)
-                        else None
-                    ),
+                wait_until(
+                    lambda: engine_waiting(case.target, case.name),
                     timeout=90,
-                    describe="a CDC batch waiting inside the engine on the target",
+                    describe="the stream run's batch waiting inside the engine on the target",
                 )
-                # Disabled while the fault lands: otherwise the sensor starts the next batch at
-                # once. Disabling stops CDC (issue 11 item 5): the faulted run was created before
-                # the stop, so its FAILED must not replace STOPPED (nor may a batch queued
-                # before the disable, which the coordinator runs after the faulted one).
-                control.set_enabled(case.name, False)
-                assert control.get(case.name).cdc_status is CdcStatus.STOPPED
-                FAULTS[fault](dagster_instance, client, case, run_id)
-            assert wait_run_end(dagster_instance, run_id) in EXPECTED[fault]
-            wait_quiet(dagster_instance, case.name)
-            wait_stopped(control, case.name)
-            control.set_enabled(case.name, True)
-            # Recovery: `cdc-assets run NAME --phase cdc` (or the schedule, at its next tick).
-            result = execute_pipeline(dagster_instance, case.name, Phase.CDC)
-            assert result.success or result.dagster_run.tags.get("cdc/lock_conflict") == "true"
-            wait_until(
-                lambda: control.get(case.name).cdc_status is CdcStatus.ACTIVE,
-                timeout=90,
-                describe="CDC ACTIVE again",
-            )
+                assert stream_run(dagster_instance, case.name, set()) == first
+                FAULTS[fault](dagster_instance, client, case, first)
+            expected = STREAM_EXPECTED[fault]
+            if expected == {"STARTED"}:
+                # Retried inside the run: the same run applies the rest, the row stays ACTIVE.
+                workload.wait_commits(10)
+                wait_checksums_equal(case.spec, case.source, case.target, timeout=90)
+                run = dagster_instance.get_run_by_id(first)
+                assert run is not None and run.status.value == "STARTED", run
+                row = control.get(case.name)
+                assert (row.cdc_status, row.cdc_run_id) == (CdcStatus.ACTIVE, first), row
+                assert [r.run_id for r in runs(dagster_instance, case.name, Phase.CDC)] == [first]
+            else:
+                assert wait_run_end(dagster_instance, first) in expected
+                # The row mirrored the run's end (FAILED, or STOPPED for the cancel) ...
+                mapped = CdcStatus.FAILED if fault == "sigkill_worker" else CdcStatus.STOPPED
+                wait_until(
+                    lambda: any(
+                        e.run_id == first and e.phase is Phase.CDC and e.new_status == mapped.value
+                        for e in control.events(case.name, limit=100)
+                    ),
+                    timeout=40,
+                    describe=f"{case.name}: CDC {mapped} for the faulted run {first}",
+                )
+                # ... then the supervisor (the recovery) started a new stream run: ACTIVE.
+                wait_streaming(dagster_instance, control, case.name, {first})
             workload.wait_commits(10)
             converge(dagster_instance, control, case, workload)
     finally:
