@@ -2,9 +2,10 @@
 
 Every target table is its own asset with its own checks: the full load records one
 ``row_counts_match`` result per table (each with that table's counts), the CDC stream run one
-``cdc_lag`` result per table at every report (``CDC_MATERIALIZE_EVERY_S``, 5 s in the stack), and the lag of a disabled CDC pipeline keeps being evaluated:
-``cdc_lag_idle_sensor`` launches a check-only run of the pipeline's ``cdc_lag`` checks, the daemon
-runs it, each table gets its result, and no status writer takes that run for a load.
+``cdc_lag`` result per table at every report (``CDC_MATERIALIZE_EVERY_S``, 5 s in the stack),
+and the lag of a disabled CDC pipeline keeps being evaluated: ``cdc_lag_idle_sensor`` launches
+a check-only run of the pipeline's ``cdc_lag`` checks, the daemon runs it, each table gets its
+result, and no status writer takes that run for a load.
 """
 
 import uuid
