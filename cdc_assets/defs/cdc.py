@@ -239,6 +239,8 @@ def cdc_stream(
     if last is not None:
         metadata["cdc/end_lsn"] = str(last.end_lsn)
         metadata["cdc/lag_bytes"] = last.lag_bytes
+    if total.warnings:
+        metadata["cdc/warnings"] = "\n".join(total.warnings)
     if total.enum_labels_added:  # added on the target before the rows carrying them
         metadata["cdc/enum_labels_added"] = "\n".join(total.enum_labels_added)
     yield dg.Output(total.changes, metadata=metadata)

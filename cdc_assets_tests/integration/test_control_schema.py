@@ -36,6 +36,8 @@ PIPELINE_COLUMNS = {
     "cdc_run_created_at": ("timestamp with time zone", "YES"),
     "cdc_authority": ("text", "YES"),
     "cdc_progress_at": ("timestamp with time zone", "YES"),
+    "cdc_lag_seconds": ("double precision", "YES"),
+    "cdc_heartbeat_at": ("timestamp with time zone", "YES"),
     "asset_key_prefix": ("_text", "YES"),
 }
 EVENT_COLUMNS = {

@@ -1,4 +1,4 @@
-"""CDC orchestration on a real instance: CDC sensor, ``cdc_sync_schedule``, the status path.
+"""CDC orchestration on a real instance: the stream supervisor, the status path.
 
 Source, target and control databases are real (the session's PostgreSQL); Dagster is a real
 ``DagsterInstance``. Launched runs are executed in process from the sensor's own ``RunRequest``
@@ -22,7 +22,6 @@ from cdc_assets.defs.reconciler import reconcile
 from cdc_assets.defs.resources import ControlDb, PostgresConnections
 from cdc_assets.defs.run_status import run_failure_message
 from cdc_assets.domain import CdcStatus, FullLoadStatus, Lsn, Mode, Phase, Writer
-from cdc_assets.engine.cdc import pending_bytes
 from cdc_assets.ops_cli import execute_pipeline
 from cdc_assets.settings import Settings
 from cdc_assets.target.watermark import get_watermark
@@ -31,7 +30,7 @@ from cdc_assets_tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
-CDC_SENSOR = "launch_cdc_batches_sensor"
+CDC_SENSOR = "cdc_stream_supervisor"
 
 
 def lag_key(pipeline: str) -> dg.AssetCheckKey:
@@ -67,29 +66,31 @@ def schedule_tick(
 def schedule_evaluation(
     defs: dg.Definitions, instance: dg.DagsterInstance, repo: PipelineRepository
 ) -> Any:
-    """One ``cdc_sync_schedule`` tick: its run requests and skip message."""
-    schedule = defs.resolve_schedule_def("cdc_sync_schedule")
+    """One supervisor tick (it replaced the minute schedule): run requests and skip message."""
+    sensor = defs.resolve_sensor_def(CDC_SENSOR)
     with (
         dg.partition_loading_context(dynamic_partitions_store=instance),
-        dg.build_schedule_context(
-            instance=instance,
-            resources=resources(repo),
-            scheduled_execution_time=datetime(2030, 1, 1, 12, 0, tzinfo=UTC),
-            repository_def=defs.get_repository_def(),
+        dg.build_sensor_context(
+            instance=instance, resources=resources(repo), definitions=defs
         ) as ctx,
     ):
-        return schedule.evaluate_tick(ctx)
+        return sensor.evaluate_tick(ctx)
 
 
 def launch(
     defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest
 ) -> dg.ExecuteInProcessResult:
-    """Run a request in this process with its own job, asset selection and tags."""
+    """Run a request in this process with its own job, asset selection and tags.
+
+    A supervisor's stream request runs as a catch-up here (without ``cdc/stream``): in-process,
+    a stream would never end. Real stream runs are tested on the real stack (e2e/test_stream.py).
+    """
     job = defs.resolve_job_def(request.job_name or "")
+    tags = {k: v for k, v in request.tags.items() if k != "cdc/stream"}
     result: dg.ExecuteInProcessResult = job.execute_in_process(
         instance=instance,
         asset_selection=request.asset_selection,
-        tags=dict(request.tags),
+        tags=tags,
         raise_on_error=False,
     )
     return result
@@ -195,15 +196,16 @@ def lag_evaluation(instance: dg.DagsterInstance, pipeline: str) -> Any:
 
 
 def test_first_batch_follows_full_load_and_records_progress(instance, repo, defs, new_db) -> None:
-    src, dst, load_run = loaded(instance, repo, defs, new_db, "flow")
+    src, dst, _ = loaded(instance, repo, defs, new_db, "flow")
     loaded_cols = full_load_columns(repo, "flow")
 
     [request] = sensor_tick(defs, instance, repo)
-    assert request.job_name == "cdc_sync_job" and request.asset_selection is None
+    assert request.job_name == "cdc_stream_job" and request.asset_selection is None
     assert request.tags["cdc/pipeline"] == "flow" and request.tags["cdc/phase"] == "cdc"
-    # The first batch has a run key tied to the full-load run: repeated ticks launch it once.
-    assert request.run_key == f"cdc_first:flow:{repo.get('flow').id}:{load_run}"
-    assert [r.run_key for r in sensor_tick(defs, instance, repo)] == [request.run_key]
+    assert request.tags["cdc/stream"] == "true" and request.run_key is None
+    # No run key: the supervisor asks for a stream on every tick until a CDC run of the pipeline
+    # is on record (a queued run then stops it), so the request repeats while none exists.
+    assert [r.tags["cdc/pipeline"] for r in sensor_tick(defs, instance, repo)] == ["flow"]
 
     sql(src, "INSERT INTO public.orders VALUES (1000, 'after the load')")
     result = launch(defs, instance, request)
@@ -331,20 +333,26 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
                 (pipeline.slot_name,),
             )
     sql(src, "UPDATE public.orders SET note = note || '!' WHERE id = 1")  # pending everywhere
-    cdc_job = defs.resolve_job_def("cdc_sync_job")
+    cdc_job = defs.resolve_job_def("cdc_stream_job")
     instance.create_run_for_job(
         cdc_job, tags={"cdc/pipeline": "busy"}, status=dg.DagsterRunStatus.STARTED
     )
 
     requests = sensor_tick(defs, instance, repo)
 
-    # "stopped" is enabled (again): CDC resumes (issue 11 item 5); "off" is disabled.
-    assert sorted(r.tags["cdc/pipeline"] for r in requests) == ["fresh", "ready", "stopped"]
+    # "stopped" is enabled (again): CDC resumes (issue 11 item 5); "off" is disabled; "broken"
+    # failed once: the supervisor retries it at once (the backoff starts at the second failure).
+    assert sorted(r.tags["cdc/pipeline"] for r in requests) == [
+        "broken",
+        "fresh",
+        "ready",
+        "stopped",
+    ]
     assert repo.get("off").cdc_status is CdcStatus.STOPPED  # disabled and idle: stopped
     for r in requests:
-        assert r.job_name == "cdc_sync_job"
+        assert r.job_name == "cdc_stream_job"
         assert r.asset_selection is None and r.tags["cdc/phase"] == "cdc"
-    # FAILED CDC is not relaunched by the sensor (every 5 s); the schedule retries it.
+    # The supervisor's next tick asks the same (nothing launched them yet).
     heartbeat = schedule_tick(defs, instance, repo)
     assert sorted(r.tags["cdc/pipeline"] for r in heartbeat) == [
         "broken",
@@ -352,22 +360,9 @@ def test_sensor_and_schedule_pick_active_idle_pipelines(instance, repo, defs, ne
         "ready",
         "stopped",
     ]
-    assert len({r.run_key for r in heartbeat}) == 4
+    assert all(r.run_key is None and r.tags["cdc/stream"] == "true" for r in heartbeat)
     for r in heartbeat:
         assert r.asset_selection is None and r.tags["cdc/phase"] == "cdc"
-
-    # WAL of tables outside the publication is not a pending change: no batch for "ready",
-    # although its slot has WAL to read (pending_bytes > 0).
-    ready = spec("ready", src, dst)
-    sql(
-        src,
-        "SELECT pg_replication_slot_advance(%s, pg_current_wal_flush_lsn())",
-        (ready.slot_name,),
-    )
-    sql(src, "CREATE TABLE public.wal_maker AS SELECT g FROM generate_series(1, 1000) g")
-    assert pending_bytes(ready, source_url=src) > 0
-    idle = sensor_tick(defs, instance, repo)
-    assert sorted(r.tags["cdc/pipeline"] for r in idle) == ["fresh", "stopped"]
 
 
 def test_no_schedule_requests_when_nothing_is_active(instance, repo, defs, new_db) -> None:
@@ -420,16 +415,14 @@ def test_slot_dropped_underneath_fails_clearly_from_op_and_sensor(
     assert [o for o in reconcile(instance, repo, ["gone"]) if o.changed] == []
     assert full_load_columns(repo, "gone")[:2] == loaded_cols[:2]
 
-    # FAILED: the sensor leaves it to the once-a-minute schedule, which retries at its next tick
-    # after one failure ...
-    assert sensor_tick(defs, instance, repo) == []
+    # FAILED: the supervisor retries at its next tick after one failure ...
     [retry] = schedule_tick(defs, instance, repo)
     assert retry.tags["cdc/pipeline"] == "gone"
     assert not launch(defs, instance, retry).success
     # ... and backs off after the second: no retry within a minute of it, and the tick says why.
     tick = schedule_evaluation(defs, instance, repo)
     assert not tick.run_requests
-    assert "backing off: gone (failed 2x, next retry at" in (tick.skip_message or "")
+    assert "backing off: gone (failed 2x, next try at" in (tick.skip_message or "")
     # A person can still retry at once (the CLI, or a UI launch).
     assert not execute_pipeline(instance, "gone", Phase.CDC, defs=defs).success
     assert repo.get("gone").cdc_status is CdcStatus.FAILED
@@ -437,7 +430,7 @@ def test_slot_dropped_underneath_fails_clearly_from_op_and_sensor(
     # Failures before the current full load (a reset and reload since) do not count.
     from dataclasses import replace
 
-    from cdc_assets.defs.schedules import retry_decision
+    from cdc_assets.defs.supervisor import retry_decision
     from cdc_assets.settings import Settings
 
     now = datetime.now(UTC)
@@ -482,7 +475,7 @@ def test_canceled_cdc_run_is_failed_canceled(instance, repo, defs, new_db) -> No
     _states(repo, "stopme", full_load=FullLoadStatus.COMPLETED, cdc=CdcStatus.ACTIVE)
     loaded_cols = full_load_columns(repo, "stopme")
     run = instance.create_run_for_job(
-        defs.resolve_job_def("cdc_sync_job"),
+        defs.resolve_job_def("cdc_stream_job"),
         tags={"cdc/pipeline": "stopme", "cdc/phase": "cdc"},
         status=dg.DagsterRunStatus.STARTED,
     )
@@ -685,7 +678,7 @@ def test_reconciler_repairs_a_first_batch_older_than_the_rows_last_change(
         "race", FullLoadStatus.COMPLETED, run_id="load", run_created_at=loaded_at, writer=Writer.OP
     )
     run = instance.create_run_for_job(
-        defs.resolve_job_def("cdc_sync_job"),
+        defs.resolve_job_def("cdc_stream_job"),
         tags={"cdc/pipeline": "race", "cdc/phase": "cdc"},
         status=dg.DagsterRunStatus.STARTED,
     )
@@ -899,8 +892,8 @@ def test_tables_edited_after_the_load_fail_the_batch(
     assert "public.orders" not in error and "public.readings" not in error, error
     assert events(repo, "edited")[-1] == ("cdc", "ACTIVE", "FAILED", "op")
     assert count(dst) == 5  # nothing of the failed batch was applied
-    # FAILED: no more sensor launches (the schedule retries, with its backoff, and fails the same).
-    assert sensor_tick(defs, instance, repo) == []
+    # FAILED once: the supervisor retries at its next tick (then backs off; it fails the same).
+    assert [r.tags["cdc/pipeline"] for r in sensor_tick(defs, instance, repo)] == ["edited"]
 
 
 # -- issue 11: disable stops CDC (STOPPED, slot kept), enable resumes -----------------------------
@@ -979,8 +972,8 @@ def test_disable_stops_cdc_and_enable_resumes_where_it_stopped(
     assert cli(control_url, "pipeline", "enable", "pause") == 0
     assert repo.get("pause").cdc_status is CdcStatus.STOPPED
     [resume] = sensor_tick(defs, instance, repo)
-    assert resume.run_key is not None and resume.run_key.startswith("cdc_resume:pause:")
-    assert [r.run_key for r in sensor_tick(defs, instance, repo)] == [resume.run_key]
+    assert resume.tags["cdc/pipeline"] == "pause" and resume.tags["cdc/stream"] == "true"
+    assert [r.tags["cdc/pipeline"] for r in sensor_tick(defs, instance, repo)] == ["pause"]
     result = launch(defs, instance, resume)
     assert result.success
     assert count(dst) == 22
@@ -1004,7 +997,7 @@ def test_disabled_by_sql_is_stopped_by_the_sensor_once_idle(
 
     # Not while a run of the pipeline is going: that run ends first.
     busy = instance.create_run_for_job(
-        defs.resolve_job_def("cdc_sync_job"),
+        defs.resolve_job_def("cdc_stream_job"),
         tags={"cdc/pipeline": "sqloff"},
         status=dg.DagsterRunStatus.STARTED,
     )

@@ -58,7 +58,7 @@ def test_run_phase_cdc_applies_changes_then_fails_clearly_without_slot(
         ).fetchone()
     assert slot is not None and row.cdc_lsn == Lsn(slot[1])
     run = dg.DagsterInstance.get().get_run_by_id(row.last_run_id)
-    assert run is not None and run.job_name == "cdc_sync_job"
+    assert run is not None and run.job_name == "cdc_stream_job"
     assert run.tags["cdc/phase"] == "cdc" and run.tags["cdc/pipeline"] == "cli_cdc"
     assert "succeeded" in capsys.readouterr().out
     assert (row.full_load_status, row.full_load_run_id) == (
