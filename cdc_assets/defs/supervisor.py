@@ -124,9 +124,12 @@ def _cancel(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str, log: 
     if run.status is dg.DagsterRunStatus.CANCELING:
         return False
     try:
-        instance.run_coordinator.cancel_run(run.run_id)
+        done = instance.run_coordinator.cancel_run(run.run_id)
     except Exception as exc:  # one run must not stop the others' supervision
         log.warning(f"cannot cancel run {run.run_id}: {error_text(exc)}")
+        return False
+    if not done:
+        log.warning(f"Dagster did not cancel run {run.run_id} ({reason}); next tick tries again")
         return False
     log.info(f"canceled stream run {run.run_id}: {reason}")
     return True

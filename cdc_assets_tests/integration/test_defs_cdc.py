@@ -8,7 +8,7 @@ Source, target and control databases are real (the session's PostgreSQL); Dagste
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -371,6 +371,88 @@ def test_no_schedule_requests_when_nothing_is_active(instance, repo, defs, new_d
     _states(repo, "only_load", full_load=FullLoadStatus.COMPLETED)
     assert schedule_tick(defs, instance, repo) == []
     assert sensor_tick(defs, instance, repo) == []
+
+
+def test_supervisor_fails_a_silent_stream_and_cancels_a_disabled_ones(
+    instance, repo, defs, new_db
+) -> None:
+    """A STARTED stream with no heartbeat for CDC_HEARTBEAT_TIMEOUT_S is reported failed (the
+    default launcher never notices a worker gone with its code server); one that beats is left
+    alone; a tick after the supervisor's own blind spot fails nobody; a disabled pipeline's
+    stream is canceled."""
+    from cdc_assets.control.db import libpq_url
+    from cdc_assets.defs.run_status import aware
+    from cdc_assets.defs.supervisor import supervise
+
+    class _ListLog:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def info(self, msg: str) -> None:
+            self.lines.append(msg)
+
+        warning = info
+
+    src, dst = new_db("src"), new_db("dst")
+    cdc = Mode.FULL_LOAD_AND_CDC
+    for name in ("silent", "beating", "paused"):
+        repo.add(spec(name, src, dst, mode=cdc))
+        _states(repo, name, full_load=FullLoadStatus.COMPLETED)
+    job = defs.resolve_job_def("cdc_stream_job")
+    later = datetime.now(UTC) + timedelta(seconds=45)
+    runs = {}
+    for name in ("silent", "beating", "paused"):
+        runs[name] = instance.create_run_for_job(
+            job,
+            tags={"cdc/pipeline": name, "cdc/phase": "cdc", "cdc/stream": "true"},
+            status=dg.DagsterRunStatus.STARTED,
+        )
+        record = instance.get_run_record_by_id(runs[name].run_id)
+        assert record is not None
+        created = aware(record.create_timestamp)
+        assert repo.transition_cdc(
+            name, CdcStatus.ACTIVE, run_id=runs[name].run_id, run_created_at=created,
+            writer=Writer.SENSOR,
+        )  # fmt: skip
+    # "beating" beats (its last beat moved to 5 s before the tick at `later`, as if it had beaten
+    # all along); "silent" never did (its start counts); "paused" is disabled.
+    assert repo.record_cdc_heartbeat(
+        "beating", run_id=runs["beating"].run_id, lsn=Lsn(0), lag_bytes=0, lag_seconds=0.0
+    )
+    sql(
+        libpq_url(repo.url),
+        "UPDATE public.pipelines SET cdc_heartbeat_at = %s WHERE name = 'beating'",
+        (later - timedelta(seconds=5),),
+    )
+    repo.set_enabled("paused", False, writer=Writer.CLI)
+    log = _ListLog()
+    settings = Settings(cdc_heartbeat_timeout_s=30)
+
+    blind = supervise(
+        instance, repo, repo.list(), settings, now=later, check_heartbeats=False, log=log
+    )
+    assert blind.failed == []
+    # The disabled pipeline's stream is asked to stop: this run has no worker to terminate, so
+    # Dagster refuses and the supervisor says so (and asks again next tick); on the real stack
+    # the run ends (e2e/test_stream.py).
+    assert any(runs["paused"].run_id in line and "did not cancel" in line for line in log.lines)
+    assert instance.get_run_by_id(runs["silent"].run_id).status is dg.DagsterRunStatus.STARTED
+
+    soon = datetime.now(UTC) + timedelta(seconds=10)
+    tick = supervise(
+        instance, repo, repo.list(), settings, now=soon, check_heartbeats=True, log=log
+    )
+    assert tick.failed == []  # 10 s of silence is within the timeout
+
+    tick = supervise(
+        instance, repo, repo.list(), settings, now=later, check_heartbeats=True, log=log
+    )
+    assert tick.failed == ["silent"]
+    failed = instance.get_run_by_id(runs["silent"].run_id)
+    assert failed is not None and failed.status is dg.DagsterRunStatus.FAILURE
+    beating = instance.get_run_by_id(runs["beating"].run_id)
+    assert beating is not None and beating.status is dg.DagsterRunStatus.STARTED
+    assert any("sent no heartbeat" in line and "silent" in line for line in log.lines), log.lines
 
 
 # -- failures: slot dropped underneath, canceled runs ---------------------------------------------
