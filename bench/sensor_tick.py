@@ -222,7 +222,7 @@ def sensors_bench(
         f"reconciler tick, first ({sum(o.changed for o in outcomes)} rows written): "
         f"{time.perf_counter() - t:.3f}s"
     )
-    add_runs(instance, names, "cdc_sync_job", 2)
+    add_runs(instance, names, "cdc_stream_job", 2)
     t = time.perf_counter()
     outcomes = reconcile(instance, repo)
     say(
