@@ -131,6 +131,7 @@ def _sync_enum_labels(
             f"{first_line(scrub(str(exc)))}",
             pipeline=spec.name,
             fix="the target user must own the enum types in the target schema; then rerun",
+            transient=isinstance(exc, psycopg.OperationalError),
         ) from None
     return added
 
@@ -313,7 +314,10 @@ def run_cdc_batch(
                 f"reading or applying changes failed: {first_line(scrub(str(exc)))}",
                 pipeline=spec.name,
                 fix=fix,
-                transient=isinstance(exc, psycopg.OperationalError | psycopg.errors.ObjectInUse),
+                transient=isinstance(
+                    exc,
+                    psycopg.OperationalError | psycopg.InterfaceError | psycopg.errors.ObjectInUse,
+                ),
             ) from None
         finally:
             batch.close()
@@ -346,7 +350,7 @@ def run_cdc_batch(
                 f"committing the batch failed: {first_line(scrub(str(exc)))}",
                 pipeline=spec.name,
                 fix="rerun the batch: nothing of it was committed",
-                transient=isinstance(exc, psycopg.OperationalError),
+                transient=isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError),
             ) from None
         point("after_commit")
         try:
@@ -358,7 +362,7 @@ def run_cdc_batch(
                 f"{first_line(scrub(str(exc)))}",
                 pipeline=spec.name,
                 fix="rerun the batch: it skips what the target already has",
-                transient=isinstance(exc, psycopg.OperationalError),
+                transient=isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError),
             ) from None
         lag = changes.lag_bytes(src, spec.slot_name)
     counts = batch.counts

@@ -42,7 +42,8 @@ def is_transient(exc: BaseException) -> bool:
     """True for failures that may heal by themselves: retried inside the stream run."""
     if isinstance(exc, CdcError):
         return exc.transient
-    return isinstance(exc, psycopg.OperationalError)
+    # InterfaceError: an operation on a connection the server closed (a terminated session).
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def cdc_batches(

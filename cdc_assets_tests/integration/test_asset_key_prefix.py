@@ -163,8 +163,11 @@ def test_migration_0002_upgrades_an_0001_schema_keeping_rows(new_db) -> None:
             "VALUES ('old', 'env:S', 'env:T', ARRAY['public.orders'])"
         )
     applied = init_schema(sqlalchemy_url(url))
-    assert [line.split(":")[0] for line in applied] == ["applied migration 0002"]
-    assert head_revision() == "0002"
+    assert [line.split(":")[0] for line in applied] == [
+        "applied migration 0002",
+        "applied migration 0003",
+    ]
+    assert head_revision() == "0003"
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT name, asset_key_prefix FROM public.pipelines").fetchall() == [
             ("old", None)
