@@ -126,46 +126,20 @@ def lock_stopping_stream(repo: Any, name: str) -> Iterator[None]:
     machine reaches the Dagster instance (``DAGSTER_HOME``), the pipeline's stream runs are
     canceled (they commit what they applied and exit) and the lock is awaited for up to
     :data:`STREAM_STOP_WAIT_S`; otherwise, or past that, :class:`ConcurrentRunError` names the
-    holder. ``repo.pipeline_lock`` is a context manager that raises on entry, so each try
-    enters it (calling it alone takes nothing).
+    holder. ``repo.pipeline_lock`` raises on entering the ``with``, not when called.
     """
-    import time
+    import dagster as dg
 
+    from cdc_assets.defs.active import cancel_streams
     from cdc_assets.errors import ConcurrentRunError
 
     with ExitStack() as stack:
         try:
             stack.enter_context(repo.pipeline_lock(name))
         except ConcurrentRunError:
-            if not os.environ.get("DAGSTER_HOME") or not _cancel_streams(name):
+            if not os.environ.get("DAGSTER_HOME"):
                 raise
-            deadline = time.monotonic() + STREAM_STOP_WAIT_S
-            while True:
-                try:
-                    stack.enter_context(repo.pipeline_lock(name))
-                    break
-                except ConcurrentRunError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(0.5)
+            if not cancel_streams(dg.DagsterInstance.get(), name):
+                raise
+            stack.enter_context(repo.pipeline_lock(name, wait_s=STREAM_STOP_WAIT_S))
         yield
-
-
-def _cancel_streams(name: str) -> list[str]:
-    """Cancel ``name``'s active stream runs through the Dagster instance; their run ids."""
-    import dagster as dg
-
-    from cdc_assets.defs.active import ACTIVE_STATUSES
-    from cdc_assets.defs.tags import TAG_PIPELINE, TAG_STREAM
-
-    instance = dg.DagsterInstance.get()
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(
-            tags={TAG_PIPELINE: name, TAG_STREAM: "true"}, statuses=ACTIVE_STATUSES
-        )
-    )
-    canceled = []
-    for record in records:
-        instance.run_coordinator.cancel_run(record.dagster_run.run_id)
-        canceled.append(record.dagster_run.run_id)
-    return canceled

@@ -5,6 +5,7 @@ connection returned with the lock still held would keep it for whoever borrows i
 lives as long as that connection, so a killed process releases it when its socket closes.
 """
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -42,9 +43,19 @@ def _holder(conn: psycopg.Connection[Any], key: tuple[int, int]) -> str:
     return f"backend pid {pid} ({app or 'no application_name'}, connected {since})"
 
 
+LOCK_POLL_S = 0.5
+"""How often a waiting lock (``wait_s`` > 0) asks again."""
+
+
 @contextmanager
-def hold_pipeline_lock(libpq_url: str, *, pipeline: str, pipeline_id: int) -> Iterator[None]:
-    """Hold the pipeline's lock for the ``with`` block or raise :class:`ConcurrentRunError`."""
+def hold_pipeline_lock(
+    libpq_url: str, *, pipeline: str, pipeline_id: int, wait_s: float = 0.0
+) -> Iterator[None]:
+    """Hold the pipeline's lock for the ``with`` block or raise :class:`ConcurrentRunError`.
+
+    ``wait_s`` > 0: ask again every :data:`LOCK_POLL_S` on the same session for up to that long
+    (a stream run asked to stop lets go within a batch) before giving up.
+    """
     key = lock_key(pipeline_id)
     conn = connect(
         libpq_url,
@@ -57,7 +68,12 @@ def hold_pipeline_lock(libpq_url: str, *, pipeline: str, pipeline_id: int) -> It
         keepalives_count=3,
     )
     try:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", key).fetchone()
+        deadline = time.monotonic() + wait_s
+        while True:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", key).fetchone()
+            if (row and row[0]) or time.monotonic() >= deadline:
+                break
+            time.sleep(LOCK_POLL_S)
         if not row or not row[0]:
             raise ConcurrentRunError(
                 f"another run holds the pipeline lock: {_holder(conn, key)}",

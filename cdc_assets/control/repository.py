@@ -664,13 +664,18 @@ class PipelineRepository:
 
     # -- concurrency -------------------------------------------------------------------------
 
-    def pipeline_lock(self, name: str) -> AbstractContextManager[None]:
-        """Hold the pipeline's session advisory lock; :class:`ConcurrentRunError` if taken."""
+    def pipeline_lock(self, name: str, *, wait_s: float = 0.0) -> AbstractContextManager[None]:
+        """Hold the pipeline's session advisory lock; :class:`ConcurrentRunError` if taken.
+
+        Raised on entering the ``with``, not by this call; ``wait_s`` > 0 keeps asking that long.
+        """
         with self._session() as s:
             pid = s.scalar(select(Pipeline.id).where(Pipeline.name == name))
         if pid is None:
             raise _not_found(name)
-        return hold_pipeline_lock(libpq_url(self._url), pipeline=name, pipeline_id=pid)
+        return hold_pipeline_lock(
+            libpq_url(self._url), pipeline=name, pipeline_id=pid, wait_s=wait_s
+        )
 
 
 class _PhaseColumns:

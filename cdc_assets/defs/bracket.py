@@ -8,7 +8,6 @@ body's committed work, as a best-effort write that never fails the run. Both ops
 this bracket out each; one copy keeps their status promises the same.
 """
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from cdc_assets.defs.active import ACTIVE_STATUSES
+from cdc_assets.defs.active import cancel_streams
 from cdc_assets.defs.run_status import (
     RunIdentity,
     apply_write,
@@ -25,7 +24,7 @@ from cdc_assets.defs.run_status import (
     pipeline_failure,
     write_for,
 )
-from cdc_assets.defs.tags import TAG_LOCK_CONFLICT, TAG_PIPELINE, TAG_STREAM
+from cdc_assets.defs.tags import TAG_LOCK_CONFLICT
 from cdc_assets.domain import Phase, Writer
 from cdc_assets.errors import ConcurrentRunError, ConnectError
 from cdc_assets.status.reconcile import running_status, step_status
@@ -38,7 +37,6 @@ Context = dg.AssetExecutionContext | dg.OpExecutionContext
 #: How long a full load waits for the lock of the stream run it canceled (it commits and exits
 #: within a batch; a cancel reaches the op in well under a second).
 PREEMPT_WAIT_S = 60.0
-PREEMPT_POLL_S = 0.5
 
 
 @dataclass(slots=True)
@@ -56,27 +54,6 @@ class RunBracket:
     after_success: list[Callable[[], object]] = field(default_factory=list)
 
 
-def stop_streams(context: Context, pipeline: str) -> list[str]:
-    """Cancel the pipeline's stream runs (a full load preempts its stream); their run ids."""
-    records = context.instance.get_run_records(
-        filters=dg.RunsFilter(
-            tags={TAG_PIPELINE: pipeline, TAG_STREAM: "true"}, statuses=ACTIVE_STATUSES
-        )
-    )
-    stopped = []
-    for record in records:
-        run_id = record.dagster_run.run_id
-        if run_id == context.run_id:
-            continue
-        try:
-            context.instance.run_coordinator.cancel_run(run_id)
-        except Exception as exc:  # the lock wait below still decides
-            context.log.warning(f"cannot cancel stream run {run_id}: {error_text(exc)}")
-            continue
-        stopped.append(run_id)
-    return stopped
-
-
 def _take_lock(
     context: Context, repo: "PipelineRepository", pipeline: str, phase: Phase, stack: ExitStack
 ) -> None:
@@ -85,25 +62,26 @@ def _take_lock(
     A CDC pipeline's stream holds the lock for as long as it runs, so a full load (a UI
     Materialize, a reload) cancels it and waits up to :data:`PREEMPT_WAIT_S` for the lock; the
     supervisor starts a new stream once the load is done. A second full load still loses at once.
-    ``repo.pipeline_lock`` raises :class:`ConcurrentRunError` on entry, not when called: each
-    try enters it.
+    ``repo.pipeline_lock`` raises :class:`ConcurrentRunError` on entry, not when called.
     """
     try:
         stack.enter_context(repo.pipeline_lock(pipeline))
         return
     except ConcurrentRunError:
-        if phase is not Phase.FULL_LOAD or not (stopped := stop_streams(context, pipeline)):
+        if phase is not Phase.FULL_LOAD:
+            raise
+        stopped = cancel_streams(
+            context.instance,
+            pipeline,
+            keep=context.run_id,
+            on_error=lambda run_id, exc: context.log.warning(
+                f"cannot cancel stream run {run_id}: {error_text(exc)}"
+            ),
+        )
+        if not stopped:
             raise
     context.log.info(f"pipeline {pipeline!r}: stopping its stream run {', '.join(stopped)} first")
-    deadline = time.monotonic() + PREEMPT_WAIT_S
-    while True:
-        try:
-            stack.enter_context(repo.pipeline_lock(pipeline))
-            return
-        except ConcurrentRunError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(PREEMPT_POLL_S)
+    stack.enter_context(repo.pipeline_lock(pipeline, wait_s=PREEMPT_WAIT_S))
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 
+from cdc_assets.defs.active import FINISHED_STATUSES
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.defs.run_status import aware
 from cdc_assets.defs.tags import (
@@ -40,7 +41,6 @@ from cdc_assets.status.retention import (
 )
 
 PRUNE_JOB_NAME = "prune_runs_job"
-FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 #: Deletions per run: ~20,000 at a few ms each is minutes of work; the rest waits for tomorrow.
 MAX_DELETIONS = 20_000
 #: Run records read per query.
@@ -94,7 +94,7 @@ def newest_of(instance: dg.DagsterInstance, key: tuple[str, Phase]) -> str | Non
     pipeline, phase = key
     records = instance.get_run_records(
         filters=dg.RunsFilter(
-            tags={TAG_PIPELINE: pipeline, TAG_PHASE: phase.value}, statuses=FINISHED
+            tags={TAG_PIPELINE: pipeline, TAG_PHASE: phase.value}, statuses=FINISHED_STATUSES
         ),
         limit=NEWEST_WINDOW,
     )
@@ -114,7 +114,7 @@ def _old_runs(
     while True:
         records = instance.get_run_records(
             filters=dg.RunsFilter(
-                job_name=job_name, created_before=created_before, statuses=FINISHED
+                job_name=job_name, created_before=created_before, statuses=FINISHED_STATUSES
             ),
             limit=PAGE_SIZE,
             ascending=True,

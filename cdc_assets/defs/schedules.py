@@ -17,10 +17,6 @@ from cdc_assets.defs.tags import FULL_LOAD_JOB_NAME
 from cdc_assets.domain import Mode
 from cdc_assets.settings import Settings
 
-FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-#: Enough history to reach any cap up to 2**10 minutes; older runs cannot change the delay.
-HISTORY = 12
-
 
 def _tick(context: dg.ScheduleEvaluationContext) -> str:
     when = context.scheduled_execution_time

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from cdc_assets.defs.active import ACTIVE_STATUSES, active_pipelines
+from cdc_assets.defs.active import ACTIVE_STATUSES, FINISHED_STATUSES, active_pipelines
 from cdc_assets.defs.jobs import cdc_stream_job
 from cdc_assets.defs.resources import ControlDb
 from cdc_assets.defs.run_status import aware, error_text, run_fact
@@ -53,8 +53,8 @@ if TYPE_CHECKING:
     from cdc_assets.control.repository import PipelineRepository, PipelineRow
 
 SUPERVISOR_NAME = "cdc_stream_supervisor"
-FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-#: Finished CDC runs read per pipeline for its backoff (more failures than this: the cap anyway).
+#: Finished CDC runs read per pipeline for its backoff: enough to reach any cap up to 2**10
+#: minutes; older runs cannot change the delay.
 HISTORY = 12
 #: Queued runs read per tick to find full loads waiting behind a stream.
 QUEUED_READ = 500
@@ -86,7 +86,7 @@ def retry_decision(
             filters=dg.RunsFilter(
                 job_name=job_name,
                 tags={TAG_PIPELINE: row.name},
-                statuses=FINISHED,
+                statuses=FINISHED_STATUSES,
                 created_after=row.full_load_run_created_at,
             ),
             limit=HISTORY,
