@@ -135,6 +135,18 @@ def _cancel(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str, log: 
     return True
 
 
+def _unrecorded_stream_end(instance: dg.DagsterInstance, row: "PipelineRow") -> bool:
+    """True when the row says ACTIVE for a stream run that has ended.
+
+    Asked only of rows with no CDC run going. A catch-up run's ACTIVE is its outcome, not a
+    running status, so it does not hold the next stream back.
+    """
+    if row.cdc_run_id is None:
+        return False
+    run = instance.get_run_by_id(row.cdc_run_id)
+    return run is not None and is_stream(run.tags) and run.is_finished
+
+
 def queued_loads(instance: dg.DagsterInstance) -> set[str]:
     """Pipelines with a queued run that is not a stream: a full load waiting for the pipeline.
 
@@ -216,6 +228,12 @@ def supervise(
     busy = active_pipelines(instance, [r.name for r in rows if wants_cdc(r)])
     for row in rows:
         if not wants_cdc(row) or row.name in going or row.name in busy | waiting_loads:
+            continue
+        if row.cdc_status is CdcStatus.ACTIVE and _unrecorded_stream_end(instance, row):
+            # Its stream ended but the row does not say so yet: the run-status sensor (or the
+            # reconciler) writes STOPPED/FAILED first, so the history shows how it ended; a
+            # new stream's ACTIVE would make that write stale (an older run) and lose it.
+            tick.waiting.append(f"{row.name} (its last stream's end is not recorded yet)")
             continue
         if row.cdc_status is CdcStatus.FAILED:
             decision = retry_decision(instance, row, settings, now)
